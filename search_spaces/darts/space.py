@@ -1,0 +1,67 @@
+"""The DARTS search space as an object: its ops, its edges, sampling, validation and builders.
+
+The search loop and the rank-correlation study talk to this object only, so a new space (another
+op set, more nodes) is a new class registered in :mod:`search_spaces`, not a change to them.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from .genotype import Genotype, GenotypeError, derive_genotype, num_edges
+from .ops import PRIMITIVES
+from .supernet import ArchParameters, SupernetTrunk
+
+
+class DartsSpace:
+    name = "darts"
+
+    def __init__(self, primitives: Sequence[str] = PRIMITIVES, steps: int = 4):
+        self.primitives = tuple(primitives)
+        self.steps = steps
+
+    @property
+    def num_edges(self) -> int:
+        return num_edges(self.steps)
+
+    def edges(self) -> list[tuple[int, int]]:
+        """(input state, node) for every edge, in alpha-row order."""
+        return [(j, node + 2) for node in range(self.steps) for j in range(node + 2)]
+
+    def build_supernet(self, in_channels: int, width: int, depth: int, stem: str = "cifar",
+                       single_reduction: bool = False) -> SupernetTrunk:
+        return SupernetTrunk(in_channels, width, depth, stem, single_reduction, self.primitives, self.steps)
+
+    def new_arch_parameters(self, generator=None) -> ArchParameters:
+        return ArchParameters(self.steps, self.primitives, generator)
+
+    def derive(self, arch: ArchParameters) -> Genotype:
+        return derive_genotype(arch.alpha_normal, arch.alpha_reduce, self.primitives, self.steps)
+
+    def sample(self, rng: random.Random, allow_none: bool = True, distinct_inputs: bool = False) -> Genotype:
+        """Uniform random genotype: each node draws 2 inputs among its predecessors and an op for each.
+
+        The UnNAS sample allows both ``none`` and a node reading the same input twice (the defaults).
+        """
+        ops = [p for p in self.primitives if allow_none or p != "none"]
+
+        def cell():
+            pairs = []
+            for node in range(self.steps):
+                preds = list(range(node + 2))
+                inputs = rng.sample(preds, 2) if distinct_inputs else [rng.choice(preds), rng.choice(preds)]
+                pairs += [(rng.choice(ops), j) for j in inputs]
+            return pairs
+
+        concat = list(range(2, self.steps + 2))
+        return Genotype(cell(), concat, cell(), concat)
+
+    def validate(self, genotype: Genotype) -> Genotype:
+        """Raise :class:`GenotypeError` unless ``genotype`` lies in this space."""
+        for name, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+            if len(cell) != 2 * self.steps:
+                raise GenotypeError(f"{name} cell has {len(cell) // 2} nodes; the {self.name} space has {self.steps}")
+            for op, _ in cell:
+                if op not in self.primitives:
+                    raise GenotypeError(f"{name} cell uses {op!r}, which is not an op of the {self.name} space {list(self.primitives)}")
+        return genotype

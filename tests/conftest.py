@@ -1,0 +1,20 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def cifar10_mini():
+    path = SHARED / "cifar10-mini"
+    if not (path / "data_batch_1").exists():
+        pytest.skip("../shared/data/cifar10-mini not present")
+    return path

@@ -1,0 +1,2 @@
+"""unnas: unsupervised neural architecture search (DARTS with pretext objectives)."""
+__version__ = "0.1.0"

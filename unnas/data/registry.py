@@ -1,0 +1,3 @@
+from unnas.registry import Registry
+
+DATASETS = Registry("data set")

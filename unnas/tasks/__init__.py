@@ -1,0 +1,45 @@
+"""Objectives behind a registry: ``build_task(name, data_info, **options)``.
+
+Each task lives in its own module; importing this package registers them all.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .base import ClassifierHead, DataInfo, Meter, Task, TopKMeter
+from .registry import TASKS
+
+# Modules that register tasks. A module listed here that does not exist yet is a task that has
+# not landed: asking for it gives a clear "not available yet" error instead of a traceback.
+_TASK_MODULES = ("cls", "rot", "jig", "col", "seg")
+PLANNED = {"jig": ("jigsaw",), "col": ("colorization", "color", "colorisation"), "seg": ("segmentation",)}
+
+for _m in _TASK_MODULES:
+    try:
+        importlib.import_module(f"{__name__}.{_m}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"{__name__}.{_m}":
+            raise
+
+
+class TaskNotAvailable(KeyError):
+    pass
+
+
+def canonical_task_name(name: str) -> str:
+    key = name.strip().lower()
+    if key in TASKS:
+        return TASKS.canonical(key)
+    for planned, aliases in PLANNED.items():
+        if key == planned or key in aliases:
+            raise TaskNotAvailable(f"task {name!r} ({planned}) is not available in this version yet; "
+                                   f"available tasks: {', '.join(TASKS.names())}")
+    return TASKS.canonical(key)  # raises with the list of known tasks
+
+
+def build_task(name: str, data: DataInfo, **options) -> Task:
+    return TASKS.get(canonical_task_name(name))(data, **options)
+
+
+__all__ = ["DataInfo", "Meter", "Task", "TopKMeter", "ClassifierHead", "TASKS", "build_task",
+           "canonical_task_name", "TaskNotAvailable"]

@@ -1,0 +1,3 @@
+from unnas.registry import Registry
+
+TASKS = Registry("task")
