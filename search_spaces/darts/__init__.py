@@ -2,7 +2,7 @@
 from .genotype import Genotype, GenotypeError, derive_genotype
 from .ops import PRIMITIVES
 from .space import DartsSpace
-from .supernet import ArchParameters, SearchModel, SupernetTrunk
+from .supernet import ArchParameters, ArchWeights, SearchModel, SupernetTrunk
 
 __all__ = ["Genotype", "GenotypeError", "derive_genotype", "PRIMITIVES", "DartsSpace",
-           "ArchParameters", "SearchModel", "SupernetTrunk"]
+           "ArchParameters", "ArchWeights", "SearchModel", "SupernetTrunk"]

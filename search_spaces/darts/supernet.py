@@ -6,7 +6,7 @@ weight optimiser never sees them and DDP can wrap the supernet alone.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -14,6 +14,18 @@ import torch.nn as nn
 from .genotype import derive_genotype, num_edges
 from .ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op
 from .stems import build_stem, reduction_layers
+
+
+class ArchWeights(NamedTuple):
+    """Relaxed architecture weights handed to the supernet: per-edge op weights per cell type,
+    and optional per-edge weights (PC-DARTS edge normalisation)."""
+    normal: torch.Tensor
+    reduce: torch.Tensor
+    normal_edges: Optional[torch.Tensor] = None
+    reduce_edges: Optional[torch.Tensor] = None
+
+    def detach(self) -> "ArchWeights":
+        return ArchWeights(*(None if t is None else t.detach() for t in self))
 
 
 class MixedOp(nn.Module):
@@ -89,23 +101,23 @@ class SupernetTrunk(nn.Module):
             c_pp, c_p = c_p, multiplier * c
         self.out_channels = c_p
 
-    def forward(self, x, w_normal, w_reduce):
+    def forward(self, x, weights: ArchWeights):
         s0, s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+            s0, s1 = s1, cell(s0, s1, weights.reduce if cell.reduction else weights.normal)
         return s1
 
 
 class SearchModel(nn.Module):
-    """Trunk + task head. ``forward(x, w_normal, w_reduce)`` with softmaxed architecture weights."""
+    """Trunk + task head. ``forward(x, weights)`` with :class:`ArchWeights` from ``ArchParameters.weights()``."""
 
     def __init__(self, trunk: SupernetTrunk, head: nn.Module):
         super().__init__()
         self.trunk = trunk
         self.head = head
 
-    def forward(self, x, w_normal, w_reduce):
-        return self.head(self.trunk(x, w_normal, w_reduce), x.shape[-2:])
+    def forward(self, x, weights: ArchWeights):
+        return self.head(self.trunk(x, weights), x.shape[-2:])
 
 
 class ArchParameters(nn.Module):
@@ -120,8 +132,8 @@ class ArchParameters(nn.Module):
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape, generator=generator))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape, generator=generator))
 
-    def weights(self):
-        return torch.softmax(self.alpha_normal, dim=-1), torch.softmax(self.alpha_reduce, dim=-1)
+    def weights(self) -> ArchWeights:
+        return ArchWeights(torch.softmax(self.alpha_normal, dim=-1), torch.softmax(self.alpha_reduce, dim=-1))
 
     def genotype(self):
         return derive_genotype(self.alpha_normal, self.alpha_reduce, self.primitives, self.steps)
