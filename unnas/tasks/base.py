@@ -28,7 +28,8 @@ class Meter:
 
     primary = "acc"
 
-    def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+    def update(self, logits: torch.Tensor, targets: torch.Tensor, loss: float | None = None) -> None:
+        """Add a batch; ``loss`` (the batch's mean loss) is averaged per prediction when given."""
         raise NotImplementedError
 
     def compute(self) -> dict:

@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Label-free DARTS search.
+
+  python tools/search.py --task jigsaw                       # embedded data, small default budget
+  python tools/search.py --task rot --dataset cifar10 --data-dir ../shared/data/cifar10-mini
+  python tools/search.py --cfg experiments/search/cifar10_rot.yaml OUT_DIR runs/c10_rot SEED 2
+  torchrun --nproc_per_node 2 tools/search.py --task rot     # DDP (gloo on CPU, nccl on GPU)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from unnas.cli import user_errors  # noqa: E402
+
+PROG = "search.py"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", help="objective: rot|rotation, col|colorization, jig|jigsaw, cls, seg (TASK.NAME)")
+    p.add_argument("--cfg", help="YAML config (see experiments/search/)")
+    p.add_argument("--dataset", help="data set name (DATA.DATASET), default synthetic")
+    p.add_argument("--data-dir", help="data set root folder (DATA.ROOT)")
+    p.add_argument("--out", help="run directory (OUT_DIR)")
+    p.add_argument("--order", choices=["first", "second"], help="DARTS approximation (SEARCH.ORDER)")
+    p.add_argument("--epochs", type=int, help="SEARCH.EPOCHS")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. MODEL.WIDTH 16")
+    return p.parse_args(argv)
+
+
+def build_cfg(args):
+    from unnas.config import load_cfg
+    from unnas.search.config import search_defaults, validate_search_cfg
+    from unnas.tasks import canonical_task_name
+
+    flags = []
+    if args.task:
+        flags += ["TASK.NAME", canonical_task_name(args.task)]
+    if args.dataset:
+        flags += ["DATA.DATASET", args.dataset]
+    if args.data_dir:
+        flags += ["DATA.ROOT", args.data_dir]
+    if args.out:
+        flags += ["OUT_DIR", args.out]
+    if args.order:
+        flags += ["SEARCH.ORDER", args.order]
+    if args.epochs is not None:
+        flags += ["SEARCH.EPOCHS", str(args.epochs)]
+    return load_cfg(search_defaults(), args.cfg, flags + list(args.opts), validate_search_cfg)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    with user_errors(PROG):
+        cfg = build_cfg(args)
+        from unnas.config import ConfigError, save_cfg
+        from unnas.search import NonFiniteLossError, Searcher
+        from unnas.search.hooks import default_hooks, setup_logging
+
+        out = Path(cfg.OUT_DIR)
+        if (out / "checkpoint.pt").exists() and not args.resume:
+            raise ConfigError(f"run directory {out} already holds a search; pass --resume to continue it "
+                              "or --out NEW_DIR to start another")
+        if args.resume and not (out / "checkpoint.pt").exists():
+            print(f"{PROG}: no checkpoint in {out}; starting a new search there", file=sys.stderr)
+        import os
+        is_main = int(os.environ.get("RANK", "0")) == 0
+        setup_logging(out, is_main)
+        import logging
+        log = logging.getLogger("unnas.search")
+        searcher = Searcher(cfg, out, default_hooks(cfg, is_main, progress=not args.no_progress))
+        resumed = searcher.resume()
+        if is_main:
+            save_cfg(cfg, out / "config.yaml")
+            n_w = sum(p.numel() for p in searcher.model.parameters())
+            log.info("task %s | data %s (%d weight / %d arch images) | supernet %s stem, width %d, depth %d, "
+                     "%.2fM weights | %s-order DARTS | %d processes | device %s",
+                     searcher.task.describe(), cfg.DATA.DATASET, len(searcher.weight_idx), len(searcher.arch_idx),
+                     searcher.stem, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, n_w / 1e6, cfg.SEARCH.ORDER,
+                     searcher.world, searcher.device)
+            if resumed:
+                log.info("resumed from %s at epoch %d, step %d", searcher.checkpoint_path, searcher.epoch, searcher.step)
+        try:
+            summary = searcher.run()
+        except NonFiniteLossError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        if is_main:
+            final = summary["final"]
+            primary = searcher.task.new_meter().primary
+            print(f"\nSearch finished ({cfg.SEARCH.ORDER}-order DARTS, task {summary['task']}, {summary['epochs']} epochs).")
+            print(f"  train {primary}: {final.get('train_' + primary, float('nan')):.2f}   "
+                  f"held-out {primary}: {final.get('eval_' + primary, float('nan')):.2f}")
+            print(f"  genotype: {summary['genotype_repr']}")
+            print(f"  written to {out}/: genotype.json, genotypes.jsonl, alpha_history.json, normal_cell.png, "
+                  f"reduction_cell.png, alphas_*.png, metrics.jsonl, log.txt, tb/, checkpoint.pt")
+            print(f"  retrain it: python tools/train.py --genotype {out / 'genotype.json'}")
+            json.dumps(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
