@@ -10,8 +10,8 @@ from unnas.config import ConfigError
 def _user_errors():
     from search_spaces.darts.genotype import GenotypeError
     from unnas.data import DataError
-    from unnas.tasks import TaskNotAvailable
-    return (ConfigError, DataError, GenotypeError, TaskNotAvailable)
+    from unnas.tasks import UnknownTask
+    return (ConfigError, DataError, GenotypeError, UnknownTask)
 
 
 @contextmanager

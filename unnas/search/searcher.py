@@ -54,6 +54,8 @@ class Searcher:
         self.device = du.resolve_device(cfg.DEVICE)
         self.rank, self.world = du.init_from_env(self.device)
         self.is_main = self.rank == 0
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.SEED)
         if cfg.DETERMINISTIC:
             torch.use_deterministic_algorithms(True, warn_only=True)

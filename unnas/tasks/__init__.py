@@ -22,8 +22,12 @@ for _m in _TASK_MODULES:
             raise
 
 
-class TaskNotAvailable(KeyError):
-    pass
+class UnknownTask(KeyError):
+    """A task name that is not registered (the message lists the available ones)."""
+
+
+class TaskNotAvailable(UnknownTask):
+    """A task of the paper that this version does not ship yet."""
 
 
 def canonical_task_name(name: str) -> str:
@@ -34,7 +38,10 @@ def canonical_task_name(name: str) -> str:
         if key == planned or key in aliases:
             raise TaskNotAvailable(f"task {name!r} ({planned}) is not available in this version yet; "
                                    f"available tasks: {', '.join(TASKS.names())}")
-    return TASKS.canonical(key)  # raises with the list of known tasks
+    try:
+        return TASKS.canonical(key)
+    except KeyError as exc:
+        raise UnknownTask(exc.args[0]) from None
 
 
 def build_task(name: str, data: DataInfo, **options) -> Task:
@@ -42,4 +49,4 @@ def build_task(name: str, data: DataInfo, **options) -> Task:
 
 
 __all__ = ["DataInfo", "Meter", "Task", "TopKMeter", "ClassifierHead", "TASKS", "build_task",
-           "canonical_task_name", "TaskNotAvailable"]
+           "canonical_task_name", "TaskNotAvailable", "UnknownTask"]
