@@ -10,7 +10,7 @@ from unnas.config import load_cfg
 from unnas.search import Searcher
 from unnas.search.config import search_defaults, validate_search_cfg
 
-OPTS = ["MODEL.WIDTH", "4", "MODEL.DEPTH", "3", "SEARCH.BATCH_SIZE", "8", "SEARCH.EPOCHS", "1",
+OPTS = ["SEARCH.STEPS_PER_EPOCH", "0", "MODEL.WIDTH", "4", "MODEL.DEPTH", "3", "SEARCH.BATCH_SIZE", "8", "SEARCH.EPOCHS", "1",
         "DATA.MAX_TRAIN", "64", "DATA.SYNTHETIC.NUM_TRAIN", "64", "DATA.SYNTHETIC.NUM_TEST", "16",
         "TASK.NAME", "cls", "DATA.NUM_WORKERS", "0"]
 

@@ -12,7 +12,7 @@ from unnas.search import NonFiniteLossError, Searcher
 from unnas.search.config import search_defaults, validate_search_cfg
 from unnas.search.hooks import default_hooks
 
-TINY = ["MODEL.WIDTH", "4", "MODEL.DEPTH", "3", "SEARCH.BATCH_SIZE", "8", "SEARCH.EPOCHS", "2",
+TINY = ["SEARCH.STEPS_PER_EPOCH", "0", "SEARCH.EVAL_BATCHES", "0", "MODEL.WIDTH", "4", "MODEL.DEPTH", "3", "SEARCH.BATCH_SIZE", "8", "SEARCH.EPOCHS", "2",
         "DATA.MAX_TRAIN", "48", "DATA.SYNTHETIC.NUM_TRAIN", "64", "DATA.SYNTHETIC.NUM_TEST", "16",
         "LOG_PERIOD", "1", "SEARCH.ARCH_START_EPOCH", "0.3", "TASK.NAME", "cls"]
 

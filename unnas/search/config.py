@@ -28,9 +28,9 @@ def search_defaults() -> CN:
     cfg.SEARCH.BATCH_SIZE = 32       # per optimisation step, over all processes
     cfg.SEARCH.PORTION = 0.5         # fraction of the training split for the weights; the rest drives alphas
     cfg.SEARCH.ARCH_START_EPOCH = 0.0  # warm-up: alphas are frozen before this (fractional) epoch
-    cfg.SEARCH.STEPS_PER_EPOCH = 0   # cap on weight steps per epoch (0 = a full pass over the weight half)
+    cfg.SEARCH.STEPS_PER_EPOCH = 12  # cap on weight steps per epoch (0 = a full pass over the weight half)
     cfg.SEARCH.EVAL_PERIOD = 1       # evaluate on the held-out (architecture) half every N epochs
-    cfg.SEARCH.EVAL_BATCHES = 0      # cap on evaluation batches (0 = the whole half)
+    cfg.SEARCH.EVAL_BATCHES = 8      # cap on evaluation batches (0 = the whole half)
     cfg.SEARCH.PARTIAL_CHANNELS = 1  # PC-DARTS K (1 = plain DARTS)
     cfg.SEARCH.EDGE_NORM = False     # PC-DARTS edge normalisation
 

@@ -1,0 +1,23 @@
+"""Every shipped search config loads and validates (catches renamed keys and typos)."""
+from pathlib import Path
+
+import pytest
+
+from unnas.config import load_cfg
+from unnas.search.config import search_defaults, validate_search_cfg
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "search").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_search_config_loads(path):
+    cfg = load_cfg(search_defaults(), str(path), [], validate_search_cfg)
+    assert cfg.TASK.NAME in path.stem
+
+
+def test_paper_hyper_parameters():
+    cfg = load_cfg(search_defaults(), str(CONFIGS[0].parent / "imagenet_jig.yaml"), [], validate_search_cfg)
+    assert (cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, cfg.SEARCH.EPOCHS, cfg.SEARCH.ARCH_START_EPOCH) == (16, 8, 2, 1.0)
+    assert (cfg.DATA.IM_SIZE, cfg.TASK.JIGSAW_GRID, cfg.SEARCH.BATCH_SIZE) == (255, 3, 32)
+    cfg = load_cfg(search_defaults(), str(CONFIGS[0].parent / "cityscapes_seg.yaml"), [], validate_search_cfg)
+    assert (cfg.MODEL.DEPTH, cfg.DATA.IM_SIZE, cfg.SEARCH.EPOCHS) == (12, 321, 400)
