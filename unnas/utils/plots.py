@@ -28,6 +28,13 @@ def plot_cell(cell: Sequence[tuple[str, int]], concat: Sequence[int], path: str 
     names.update({i + 2: str(i) for i in range(steps)})
 
     fig, ax = plt.subplots(figsize=(2.2 + 1.6 * steps, 3.6))
+    ax.set_xlim(-0.4, out_x + 0.4)
+    ax.set_ylim(-0.1, 1.1)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    to_disp, to_data = ax.transData.transform, ax.transData.inverted().transform
     for k, (op, j) in enumerate(cell):
         node = k // 2 + 2
         (x0, y0), (x1, y1) = pos[j], pos[node]
@@ -36,7 +43,9 @@ def plot_cell(cell: Sequence[tuple[str, int]], concat: Sequence[int], path: str 
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                     arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.8, shrinkA=14, shrinkB=14,
                                     connectionstyle=f"arc3,rad={bend}"))
-        mx, my = (x0 + x1) / 2, (y0 + y1) / 2 + bend * 0.35 * (1 if x1 >= x0 else -1)
+        # Midpoint of matplotlib's arc3 quadratic Bezier (in display space): chord midpoint + rad/2 * (dy, -dx).
+        (u0, v0), (u1, v1) = to_disp((x0, y0)), to_disp((x1, y1))
+        mx, my = to_data(((u0 + u1) / 2 + 0.5 * bend * (v1 - v0), (v0 + v1) / 2 - 0.5 * bend * (u1 - u0)))
         ax.text(mx, my, op, fontsize=7, ha="center", va="center", color=colour,
                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
     for s in concat:
@@ -48,12 +57,6 @@ def plot_cell(cell: Sequence[tuple[str, int]], concat: Sequence[int], path: str 
         ax.text(x, y, names[key], ha="center", va="center", fontsize=10, zorder=5,
                 bbox=dict(boxstyle="circle,pad=0.35" if key not in (0, 1, "out") else "round,pad=0.4",
                           fc=colour, ec="black"))
-    ax.set_xlim(-0.4, out_x + 0.4)
-    ax.set_ylim(-0.1, 1.1)
-    ax.axis("off")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
