@@ -220,7 +220,9 @@ class FileDataset(ImageDataset):
             except DataError as exc:
                 if not self.skip_unreadable:
                     raise
-                replacement = int(np.random.default_rng([seed, attempt, 1]).integers(len(self)))
+                # Another index (never the same one), drawn from the seed: deterministic.
+                draw = int(np.random.default_rng([seed, attempt, 1]).integers(max(len(self) - 1, 1)))
+                replacement = draw + 1 if draw >= index and len(self) > 1 else draw
                 self._note_skip(exc, replacement)
                 index = replacement
         raise DataError(f"{self.name}: {self.max_replacements + 1} unreadable images in a row starting at "
