@@ -74,10 +74,11 @@ def make_cityscapes(root: Path, n: int, seed: int = 0, size=(2048, 1024)) -> Non
             stem = f"{city}_{i:06d}_000019"
             (root / "leftImg8bit" / split / city).mkdir(parents=True, exist_ok=True)
             (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(photo_like(rng, *size)).save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-                                                         compress_level=1)
-            label = (np.arange(size[0])[None, :] // 108 + np.arange(size[1])[:, None] // 256) % 19
-            Image.fromarray(label.astype(np.uint8)).save(root / "gtFine" / split / city / f"{stem}_gtFine_labelTrainIds.png")
+            image = photo_like(rng, *size)
+            Image.fromarray(image).save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
+                                        compress_level=1)
+            label = ((np.arange(size[0])[None, :] // 108 + np.arange(size[1])[:, None] // 256) % 19).astype(np.uint8)
+            Image.fromarray(label).save(root / "gtFine" / split / city / f"{stem}_gtFine_labelTrainIds.png")
 
 
 def measure(ds, batch_size: int, workers: int, epochs: int, augment: bool) -> float:
@@ -110,6 +111,7 @@ def main(argv=None):
     rows = []
 
     def add(name, split, ds, batch, workers, note=""):
+        batch = min(batch, len(ds))
         ips = measure(ds, batch, workers, args.epochs, augment=split == "train")
         rows.append({"dataset": name, "split": split, "images": len(ds), "size": ds.info.image_size,
                      "batch": batch, "workers": workers if not ds.in_memory else 0,

@@ -278,3 +278,8 @@ def test_all_unreadable_raises_after_retries(tmp_path):
     finally:
         logging.getLogger("unnas.data.imagefolder").setLevel(logging.NOTSET)
     assert "unreadable images in a row" in msg and str(root) in msg
+
+
+def test_test_size_smaller_than_crop_is_rejected(folder_root):
+    cfg = data_cfg(DATASET="imagefolder", ROOT=str(folder_root), IM_SIZE=64, TEST_IM_SIZE=48)
+    assert "TEST_IM_SIZE >= IM_SIZE" in _err(build_dataset, cfg, "test")

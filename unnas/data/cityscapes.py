@@ -34,7 +34,8 @@ from PIL import Image
 from unnas.tasks.base import DataInfo
 
 from .base import DataError
-from .imagefolder import _DECODE_ERRORS, IMAGENET_MEAN, IMAGENET_STD, FileDataset, check_root, open_rgb, to_tensor
+from .imagefolder import (_DECODE_ERRORS, IMAGENET_MEAN, IMAGENET_STD, FileDataset, check_root, listdir, open_rgb,
+                          to_tensor)
 from .registry import DATASETS
 
 log = logging.getLogger(__name__)
@@ -235,12 +236,12 @@ def build_cityscapes(root: str = "", split: str = "train", im_size: int = 0, tes
     img_dir = base / "leftImg8bit" / folder
     if not img_dir.is_dir():
         raise DataError(f"{img_dir} not found; expected layout: {LAYOUT}")
-    cities = sorted(e.name for e in os.scandir(img_dir) if e.is_dir() and not e.name.startswith("."))
+    cities = [e.name for e in listdir(img_dir) if e.is_dir()]
     if not cities:
         raise DataError(f"{img_dir} has no city folders; expected layout: {LAYOUT}")
     images = []
     for city in cities:
-        files = sorted(e.name for e in os.scandir(img_dir / city) if e.name.endswith(IMAGE_SUFFIX) and e.is_file())
+        files = [e.name for e in listdir(img_dir / city) if e.name.endswith(IMAGE_SUFFIX) and e.is_file()]
         if not files:
             raise DataError(f"city folder {img_dir / city} holds no *{IMAGE_SUFFIX} images; add them or remove the "
                             f"folder; expected layout: {LAYOUT}")

@@ -78,6 +78,10 @@ def resolve_sizes(im_size: int, test_im_size: int, default_im: int = DEFAULT_IM_
         t = int(round(s * 8 / 7))   # the 224 -> 256 ratio
     if s <= 0 or t <= 0:
         raise DataError(f"DATA.IM_SIZE ({im_size}) and DATA.TEST_IM_SIZE ({test_im_size}) must be >= 0")
+    if t < s:
+        raise DataError(f"DATA.TEST_IM_SIZE ({t}) is smaller than the crop DATA.IM_SIZE ({s}); the test "
+                        "transform resizes the short side to TEST_IM_SIZE, then centre-crops IM_SIZE: use "
+                        "TEST_IM_SIZE >= IM_SIZE")
     return s, t
 
 
@@ -242,9 +246,11 @@ class FileDataset(ImageDataset):
 # ---------------------------------------------------------------------------------------------
 # scanning class-per-folder trees
 
-def _listdir(folder: Path) -> list[os.DirEntry]:
+def listdir(folder: Path) -> list[os.DirEntry]:
+    """Entries of ``folder`` (hidden ones left out), sorted by name."""
     try:
-        return sorted((e for e in os.scandir(folder) if not e.name.startswith(".")), key=lambda e: e.name)
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
     except (NotADirectoryError, FileNotFoundError):
         raise DataError(f"{folder} is not a folder") from None
     except PermissionError:
@@ -255,7 +261,7 @@ def _images_in(folder: Path, recursive: bool) -> list[str]:
     """Image paths under ``folder`` relative to it, sorted."""
     out = []
     if not recursive:
-        return [e.name for e in _listdir(folder) if is_image_file(e.name) and e.is_file()]
+        return [e.name for e in listdir(folder) if is_image_file(e.name) and e.is_file()]
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = os.path.relpath(dirpath, folder)
@@ -275,7 +281,7 @@ def scan_class_tree(split_dir: Path, layout: str, classes: Sequence[str] | None 
     """
     if not split_dir.is_dir():
         raise DataError(f"{split_dir} not found; expected layout: {layout}")
-    entries = _listdir(split_dir)
+    entries = listdir(split_dir)
     dirs = [e.name for e in entries if e.is_dir() and (class_filter is None or class_filter(e.name))]
     loose = [e.name for e in entries if is_image_file(e.name) and e.is_file()]
     if not dirs:
@@ -336,7 +342,7 @@ def build_imagefolder(root: str = "", split: str = "train", im_size: int = 0, te
     else:
         train_classes = None
         if (base / "train").is_dir():
-            train_classes = [e.name for e in _listdir(base / "train") if e.is_dir()] or None
+            train_classes = [e.name for e in listdir(base / "train") if e.is_dir()] or None
         split_dir = next((base / s for s in split_names[split] if (base / s).is_dir()), None)
         if split_dir is None:
             raise DataError(f"{base} has no {' or '.join(s + '/' for s in split_names[split])} folder; "

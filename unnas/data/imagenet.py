@@ -33,8 +33,8 @@ from pathlib import Path
 from unnas.tasks.base import DataInfo
 
 from .base import DataError
-from .imagefolder import (IMAGENET_MEAN, IMAGENET_STD, FileDataset, check_root, is_image_file, resolve_sizes,
-                          scan_class_tree)
+from .imagefolder import (IMAGENET_MEAN, IMAGENET_STD, FileDataset, check_root, is_image_file, listdir,
+                          resolve_sizes, scan_class_tree)
 from .registry import DATASETS
 
 log = logging.getLogger(__name__)
@@ -61,16 +61,16 @@ def build_imagenet(root: str = "", split: str = "train", im_size: int = 0, test_
     split_dir = base / folder
     if not split_dir.is_dir():
         hint = ""
-        if any(is_wnid(e.name) for e in os.scandir(base) if e.is_dir()):
+        if any(is_wnid(e.name) for e in listdir(base) if e.is_dir()):
             hint = " (the root holds wnid folders directly: that is the imagenet22k layout)"
         raise DataError(f"{split_dir} not found{hint}; expected layout: {IMAGENET_LAYOUT}")
     classes = None
     if folder != "train":
         train_dir = base / "train"
         if train_dir.is_dir():
-            classes = sorted(e.name for e in os.scandir(train_dir) if e.is_dir() and is_wnid(e.name)) or None
-    if not any(is_wnid(e.name) for e in os.scandir(split_dir) if e.is_dir()):
-        loose = any(is_image_file(e.name) for e in os.scandir(split_dir))
+            classes = [e.name for e in listdir(train_dir) if e.is_dir() and is_wnid(e.name)] or None
+    if not any(is_wnid(e.name) for e in listdir(split_dir) if e.is_dir()):
+        loose = any(is_image_file(e.name) for e in listdir(split_dir))
         if loose:
             raise DataError(f"{split_dir} holds images directly, not in wnid folders; sort them into "
                             f"{split_dir}/<wnid>/ (e.g. with the ILSVRC2012 devkit's validation ground truth); "
@@ -148,7 +148,7 @@ def build_imagenet22k(root: str = "", split: str = "train", im_size: int = 0, te
         paths = [rel for _, rel in entries]
         labels = [index[w] for w, _ in entries]
     else:
-        if (base / "train").is_dir() and not any(is_wnid(e.name) for e in os.scandir(base) if e.is_dir()):
+        if (base / "train").is_dir() and not any(is_wnid(e.name) for e in listdir(base) if e.is_dir()):
             raise DataError(f"{base} holds train/ but no wnid folders: that is the imagenet (1K) layout; "
                             f"expected layout: {IMAGENET22K_LAYOUT}")
         classes, paths, labels = scan_class_tree(base, IMAGENET22K_LAYOUT, recursive=False, class_filter=is_wnid,
