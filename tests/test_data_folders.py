@@ -283,3 +283,13 @@ def test_all_unreadable_raises_after_retries(tmp_path):
 def test_test_size_smaller_than_crop_is_rejected(folder_root):
     cfg = data_cfg(DATASET="imagefolder", ROOT=str(folder_root), IM_SIZE=64, TEST_IM_SIZE=48)
     assert "TEST_IM_SIZE >= IM_SIZE" in _err(build_dataset, cfg, "test")
+
+
+def test_dataset_pickles_with_a_fresh_skip_counter(folder_root):
+    import pickle
+
+    ds = build_dataset(data_cfg(DATASET="imagefolder", ROOT=str(folder_root), IM_SIZE=16), "train")
+    ds._skips.value = 5
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy.num_skipped == 0 and len(copy) == len(ds) and copy.path(3) == ds.path(3)
+    assert torch.equal(copy[(3, 8)][0], ds[(3, 8)][0])

@@ -181,9 +181,11 @@ class FileDataset(ImageDataset):
         self.train = train
         self.im_size = info.image_size
         self.test_size = test_size or info.image_size
-        self._skips = multiprocessing.Value("q", 0)
+        self._skips = multiprocessing.get_context("spawn").Value("q", 0)
 
-    # Keep the shared counter when a loader spawns workers; a plain pickle gets a fresh one.
+    # The skip counter lives in shared memory. It is created from the 'spawn' context so that it can
+    # travel to loader workers of any start method (fork inherits it; spawn/forkserver receive it
+    # while the worker is being started). A plain pickle gets a fresh, local counter.
     def __getstate__(self):
         state = self.__dict__.copy()
         if multiprocessing.context.get_spawning_popen() is None:
@@ -193,7 +195,7 @@ class FileDataset(ImageDataset):
     def __setstate__(self, state):
         self.__dict__.update(state)
         if self._skips is None:
-            self._skips = multiprocessing.Value("q", 0)
+            self._skips = multiprocessing.get_context("spawn").Value("q", 0)
 
     def __len__(self) -> int:
         return len(self._paths)
