@@ -44,6 +44,7 @@ def add_task_cfg(cfg: CN) -> None:
     cfg.TASK.GRAY_PROB = 0.3         # jigsaw: fraction of training images turned grey first
     cfg.TASK.COL_SOFT_ENCODING = False
     cfg.TASK.COL_REBALANCE = False
+    cfg.TASK.COL_PRIOR_FILE = ""     # colorization rebalancing: (313,) .npy bin prior ('' = running estimate)
     cfg.TASK.SEG_ASPP_CHANNELS = 256
     cfg.TASK.SEG_ASPP_RATES = [6, 12, 18]
 

@@ -1,0 +1,229 @@
+"""Colour helpers for the colorization task: sRGB -> CIE Lab in torch and the 313 quantised ab bins.
+
+* :func:`rgb_to_lab` reproduces ``skimage.color.rgb2lab`` (sRGB, D65 white, 2-degree observer)
+  with batched tensor ops on any device.
+* :func:`ab_bins` gives the (313, 2) int64 ab bin centres of Zhang et al. (2016) ("pts_in_hull"),
+  a 10-unit grid, sorted by a then b. They are *derived* here, not shipped (see below), and
+  cached on disk.
+* :func:`nearest_bin` / :func:`nearest_bins` map ab values to the index of the nearest bin(s)
+  (exact Euclidean 1-NN / k-NN, ties to the lowest index), batched on the device.
+
+How the bins are derived. Every sRGB colour's (a, b) lies in one 10x10 cell of the grid; the grid
+points that are a corner of a cell holding at least one sRGB colour (the support of bilinear
+interpolation over the gamut) give 309 bins. Sampling the surface of the RGB cube is enough, since
+the ab projection of the gamut solid equals that of its surface (a vertical Lab fibre ends on the
+surface). The published set of Zhang et al. has 4 more bins at the very edge of the gamut, which
+no sRGB colour supports under the skimage conversion (they were evidently fixed from data):
+(40, 90), (100, -90), (100, -10) and (100, 0). We add these 4 explicitly (``_EDGE_BINS``), which
+gives the published 313 bins exactly (checked: count, range, order, first [-90, 50], last
+[100, 0]). No single distance threshold to the gamut separates the published set from the rest,
+so no tolerance rule can replace the 4 explicit bins.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# skimage's constants: sRGB (D65) -> XYZ matrix and the D65 / 2-degree reference white.
+XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423),
+                (0.212671, 0.715160, 0.072169),
+                (0.019334, 0.119193, 0.950227))
+WHITE_D65 = (0.95047, 1.0, 1.08883)
+GRID = 10
+NUM_BINS = 313
+_EDGE_BINS = ((40, 90), (100, -90), (100, -10), (100, 0))
+_BINS_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where derived files are cached: $UNNAS_CACHE, else ~/.cache/unnas."""
+    root = os.environ.get("UNNAS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "unnas")
+    return Path(root)
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` atomically (several processes may fill the cache at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def _linear_lut(device, dtype) -> torch.Tensor:
+    """sRGB gamma expansion of the 256 uint8 levels (float64 values, then cast)."""
+    v = np.arange(256, dtype=np.float64) / 255.0
+    lin = np.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
+    return torch.as_tensor(lin, dtype=dtype, device=device)
+
+
+def _linearize(rgb: torch.Tensor, dtype) -> torch.Tensor:
+    if rgb.dtype == torch.uint8:
+        return _linear_lut(rgb.device, dtype)[rgb.long()]
+    x = rgb.to(dtype)
+    return torch.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+
+
+def rgb_to_lab(rgb: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(..., 3, H, W) RGB, uint8 or float in [0, 1] -> (..., 3, H, W) Lab (L in [0, 100]).
+
+    Same formulas and constants as ``skimage.color.rgb2lab`` (default D65, observer 2).
+    """
+    lin = _linearize(rgb, dtype)
+    m = torch.tensor(XYZ_FROM_RGB, dtype=dtype, device=rgb.device)
+    m = m / torch.tensor(WHITE_D65, dtype=dtype, device=rgb.device)[:, None]  # fold in the white point
+    xyz = torch.einsum("ij,...jhw->...ihw", m, lin)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(0).pow(1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
+
+
+def _cube_surface(n: int) -> torch.Tensor:
+    """(6 n^2, 3, 1, 1) float64 RGB samples on the faces of the unit cube."""
+    v = torch.linspace(0, 1, n, dtype=torch.float64)
+    u, w = torch.meshgrid(v, v, indexing="ij")
+    u, w = u.reshape(-1), w.reshape(-1)
+    faces = []
+    for axis in range(3):
+        others = [i for i in range(3) if i != axis]
+        for value in (0.0, 1.0):
+            f = torch.empty(u.numel(), 3, dtype=torch.float64)
+            f[:, axis] = value
+            f[:, others[0]] = u
+            f[:, others[1]] = w
+            faces.append(f)
+    return torch.cat(faces)[:, :, None, None]
+
+
+def derive_ab_bins(samples_per_side: int = 256) -> np.ndarray:
+    """Derive the 313 bins (see the module docstring): (313, 2) int64 sorted by a then b."""
+    lab = rgb_to_lab(_cube_surface(samples_per_side), dtype=torch.float64)[:, :, 0, 0]
+    ab = lab[:, 1:] / GRID
+    lo, hi = ab.floor().long(), ab.ceil().long()
+    corners = torch.cat([lo, hi, torch.stack((lo[:, 0], hi[:, 1]), 1), torch.stack((hi[:, 0], lo[:, 1]), 1)])
+    pts = {tuple(p) for p in (torch.unique(corners, dim=0) * GRID).tolist()}
+    pts.update(_EDGE_BINS)
+    bins = np.array(sorted(pts), dtype=np.int64)  # tuple order = by a, then b
+    if bins.shape != (NUM_BINS, 2):
+        raise RuntimeError(f"derived {len(bins)} ab bins instead of {NUM_BINS}; the Lab conversion changed")
+    return bins
+
+
+@lru_cache(maxsize=1)
+def ab_bins() -> np.ndarray:
+    """The 313 ab bin centres, derived once and cached in :func:`cache_dir`."""
+    path = cache_dir() / f"ab_bins_313_v{_BINS_VERSION}.npy"
+    if path.is_file():
+        try:
+            bins = np.load(path)
+            if bins.shape == (NUM_BINS, 2) and bins.dtype == np.int64:
+                return bins
+        except (OSError, ValueError):
+            pass
+    bins = derive_ab_bins()
+    try:
+        atomic_save_npy(path, bins)
+    except OSError:
+        pass  # a read-only cache is not an error: we derive again next time
+    return bins
+
+
+class BinLookup:
+    """Exact nearest-bin queries for ab values on one device.
+
+    Fast path: round (a, b) to the 10-grid; when that grid point is a bin it is the nearest one
+    (the rounded point is the nearest grid point). Pixels whose rounded point is not a bin, or that
+    sit within 1e-4 of a rounding tie, fall back to a chunked brute-force distance argmin.
+    """
+
+    _PAD = 3  # grid cells of margin around the bins in the lookup table
+
+    def __init__(self, bins: np.ndarray, device):
+        self.device = torch.device(device)
+        self.bins = torch.as_tensor(bins, dtype=torch.float32, device=self.device)
+        gi = torch.as_tensor(bins // GRID, dtype=torch.long, device=self.device)
+        self.lo = gi.min(0).values - self._PAD
+        size = gi.max(0).values - self.lo + 1 + self._PAD
+        self.size = size
+        self.table = torch.full((int(size[0]), int(size[1])), -1, dtype=torch.long, device=self.device)
+        self.table[gi[:, 0] - self.lo[0], gi[:, 1] - self.lo[1]] = torch.arange(len(bins), device=self.device)
+
+    def _grid_index(self, ab: torch.Tensor):
+        """(N, 2) -> (N,) long index into the flattened table, or -1 off the table."""
+        g = ab / GRID
+        r = torch.round(g)
+        tie = ((g - r).abs() - 0.5).abs().lt(1e-5).any(1)
+        i = r.long() - self.lo
+        inside = ((i >= 0) & (i < self.size)).all(1) & ~tie
+        flat = i[:, 0].clamp(0, int(self.size[0]) - 1) * int(self.size[1]) + i[:, 1].clamp(0, int(self.size[1]) - 1)
+        return torch.where(inside, flat, torch.full_like(flat, -1))
+
+    def _brute(self, ab: torch.Tensor, k: int, chunk: int = 65536):
+        dists, idx = [], []
+        for s in range(0, ab.shape[0], chunk):
+            d2 = (ab[s:s + chunk, None, :] - self.bins[None]).pow(2).sum(-1)
+            top = d2.topk(k, dim=1, largest=False, sorted=True)
+            dists.append(top.values)
+            idx.append(top.indices)
+        if not idx:
+            return ab.new_zeros(0, k), torch.zeros(0, k, dtype=torch.long, device=ab.device)
+        return torch.cat(dists), torch.cat(idx)
+
+    def nearest(self, ab: torch.Tensor) -> torch.Tensor:
+        """(N, 2) float ab -> (N,) long index of the nearest bin."""
+        ab = ab.float()
+        flat = self._grid_index(ab)
+        out = torch.where(flat >= 0, self.table.view(-1)[flat.clamp_min(0)], torch.full_like(flat, -1))
+        miss = (out < 0).nonzero().squeeze(1)
+        if miss.numel():
+            d2 = (ab[miss, None, :] - self.bins[None]).pow(2).sum(-1) if miss.numel() <= 65536 else None
+            out[miss] = d2.argmin(1) if d2 is not None else self._brute(ab[miss], 1)[1][:, 0]
+        return out
+
+    def nearest_k(self, ab: torch.Tensor, k: int):
+        """(N, 2) -> (squared distances (N, k), indices (N, k)) of the k nearest bins, nearest first.
+
+        Candidates are the bins in a 5x5 grid window around the rounded point; any point outside
+        the window is more than 2.5 cells away, so the window answer is exact when its k-th distance
+        is at most 2.5 cells; the rest fall back to brute force.
+        """
+        ab = ab.float()
+        g = torch.round(ab / GRID).long() - self.lo
+        off = torch.arange(-2, 3, device=ab.device)
+        oa, ob = torch.meshgrid(off, off, indexing="ij")
+        ca = g[:, None, 0] + oa.reshape(1, -1)
+        cb = g[:, None, 1] + ob.reshape(1, -1)
+        valid = (ca >= 0) & (ca < self.size[0]) & (cb >= 0) & (cb < self.size[1])
+        cand = self.table[ca.clamp(0, int(self.size[0]) - 1), cb.clamp(0, int(self.size[1]) - 1)]
+        cand = torch.where(valid, cand, torch.full_like(cand, -1))
+        d2 = (ab[:, None, :] - self.bins[cand.clamp_min(0)]).pow(2).sum(-1)
+        d2 = torch.where(cand >= 0, d2, torch.full_like(d2, float("inf")))
+        top = d2.topk(k, dim=1, largest=False, sorted=True)
+        dist, idx = top.values, cand.gather(1, top.indices)
+        bad = ~(dist[:, -1] <= (2.5 * GRID) ** 2)
+        miss = bad.nonzero().squeeze(1)
+        if miss.numel():
+            dist[miss], idx[miss] = self._brute(ab[miss], k)
+        return dist, idx
+
+
+@lru_cache(maxsize=8)
+def bin_lookup(device: str) -> BinLookup:
+    return BinLookup(ab_bins(), device)
+
+
+def nearest_bin(ab: torch.Tensor) -> torch.Tensor:
+    """(..., 2) ab -> (...) long index of the nearest of the 313 bins (exact Euclidean 1-NN)."""
+    lookup = bin_lookup(str(ab.device))
+    return lookup.nearest(ab.reshape(-1, 2)).view(ab.shape[:-1])
+
+
+def nearest_bins(ab: torch.Tensor, k: int):
+    """(..., 2) ab -> (squared distances, indices), each (..., k), of the k nearest bins."""
+    lookup = bin_lookup(str(ab.device))
+    d, i = lookup.nearest_k(ab.reshape(-1, 2), k)
+    return d.view(*ab.shape[:-1], k), i.view(*ab.shape[:-1], k)
