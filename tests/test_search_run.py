@@ -96,3 +96,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(NonFiniteLossError, match="last good checkpoint .* is kept"):
         s.run()
     assert (tmp_path / "checkpoint.pt").read_bytes() == saved
+
+
+@pytest.mark.parametrize("eval_bn", ["batch", "running"])
+def test_evaluation_leaves_state_untouched(tmp_path, eval_bn):
+    s = _searcher(_cfg(tmp_path, "SEARCH.EVAL_BN", eval_bn), tmp_path)
+    s.run(max_steps=2)
+    before = {k: v.clone() for k, v in s.model.state_dict().items()}
+    stats = s.evaluate(0)
+    assert 0.0 <= stats["eval_top1"] <= 100.0
+    assert all(torch.equal(before[k], v) for k, v in s.model.state_dict().items())
+    assert s.model.training

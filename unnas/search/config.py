@@ -31,6 +31,7 @@ def search_defaults() -> CN:
     cfg.SEARCH.STEPS_PER_EPOCH = 12  # cap on weight steps per epoch (0 = a full pass over the weight half)
     cfg.SEARCH.EVAL_PERIOD = 1       # evaluate on the held-out (architecture) half every N epochs
     cfg.SEARCH.EVAL_BATCHES = 8      # cap on evaluation batches (0 = the whole half)
+    cfg.SEARCH.EVAL_BN = "batch"     # batch | running: BN statistics used for the held-out evaluation
     cfg.SEARCH.PARTIAL_CHANNELS = 1  # PC-DARTS K (1 = plain DARTS)
     cfg.SEARCH.EDGE_NORM = False     # PC-DARTS edge normalisation
 
@@ -77,6 +78,7 @@ def validate_search_cfg(cfg: CN) -> None:
           f"SEARCH.ARCH_START_EPOCH ({cfg.SEARCH.ARCH_START_EPOCH}) >= SEARCH.EPOCHS ({cfg.SEARCH.EPOCHS}): "
           "the architecture would never be updated")
     check(cfg.SEARCH.PARTIAL_CHANNELS >= 1, "SEARCH.PARTIAL_CHANNELS must be >= 1")
+    check(cfg.SEARCH.EVAL_BN in ("batch", "running"), f"SEARCH.EVAL_BN must be batch or running, got {cfg.SEARCH.EVAL_BN!r}")
     check(cfg.ARCH.OPTIMIZER in ("adam", "sgd"), f"ARCH.OPTIMIZER must be adam or sgd, got {cfg.ARCH.OPTIMIZER!r}")
     check(len(cfg.ARCH.BETAS) == 2 and all(0 <= b < 1 for b in cfg.ARCH.BETAS), "ARCH.BETAS must be two numbers in [0, 1)")
     check(cfg.OPTIM.LR > 0 and 0 <= cfg.OPTIM.LR_MIN <= cfg.OPTIM.LR,

@@ -193,9 +193,30 @@ class Searcher:
         return epoch + step / self.steps_per_epoch >= self.cfg.SEARCH.ARCH_START_EPOCH
 
     # ---- evaluation ----------------------------------------------------------------------
+    def _eval_mode(self):
+        """Eval mode; with SEARCH.EVAL_BN 'batch', BN normalises with batch statistics (momentum 0,
+        so the running statistics are left untouched): a supernet's weights move faster than its
+        running averages, and with running statistics a short search evaluates as a constant."""
+        self.model.eval()
+        saved = []
+        if self.cfg.SEARCH.EVAL_BN == "batch":
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    saved.append((m, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None))
+                    m.train()
+                    m.momentum = 0.0
+        return saved
+
+    @staticmethod
+    def _restore_bn(saved):
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict:
-        self.model.eval()
+        saved = self._eval_mode()
         meter = self.task.new_meter()
         weights = self.arch.weights()
         limit = self.cfg.SEARCH.EVAL_BATCHES or len(self.eval_stream)
@@ -205,6 +226,7 @@ class Searcher:
             x, y = self._prepare(batch, False, 0, k, _EVAL, _EVAL)
             logits = self.model(x, weights)
             meter.update(logits, y, float(self.task.loss(logits, y)))
+        self._restore_bn(saved)
         self.model.train()
         state = meter.state()
         du.all_reduce_sum_(list(state.values()))
