@@ -1,0 +1,164 @@
+"""Named genotypes (published cells and the 12 UnNAS cells) and ``resolve_genotype``.
+
+The cells are data, written in the short notation of docs (``s3`` = sep_conv_3x3, ...): per cell a
+string of nodes separated by ``;``, each node two ``op(input)`` terms, in the stored order of the
+original releases (DARTS ``genotypes.py``, PC-DARTS, P-DARTS, UnNAS ``genotypes.py``).
+
+Names are looked up case-insensitively; the UnNAS release keys (``darts_v2``, ``nas``,
+``pcdarts_c10``, ``unnas_imagenet_rot``, ...) are aliases. ``EVAL_WIDTHS`` gives the UnNAS
+evaluation-phase widths (ImageNet-1K mobile classification, depth 14; Cityscapes segmentation,
+depth 12); ``CIFAR_WIDTH`` (36, depth 20) is the DARTS CIFAR-10 setting.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .genotype import Genotype, GenotypeError
+
+_OPS = {"s3": "sep_conv_3x3", "s5": "sep_conv_5x5", "s7": "sep_conv_7x7", "d3": "dil_conv_3x3",
+        "d5": "dil_conv_5x5", "mp3": "max_pool_3x3", "ap3": "avg_pool_3x3", "skip": "skip_connect",
+        "zero": "none", "c71": "conv_7x1_1x7"}
+
+D4 = "2,3,4,5"
+# name: (normal, normal concat, reduce, reduce concat, release key)
+_TABLE = {
+    "NASNet": ("s5(1) s3(0) ; s5(0) s3(0) ; ap3(1) skip(0) ; ap3(0) ap3(0) ; s3(1) skip(1)", "2,3,4,5,6",
+               "s5(1) s7(0) ; mp3(1) s7(0) ; ap3(1) s5(0) ; skip(3) ap3(2) ; s3(2) mp3(1)", "4,5,6", "nas"),
+    "PNASNet": ("s5(0) mp3(0) ; s7(1) mp3(1) ; s5(1) s3(1) ; s3(4) mp3(1) ; s3(0) skip(1)", "2,3,4,5,6",
+                "s5(0) mp3(0) ; s7(1) mp3(1) ; s5(1) s3(1) ; s3(4) mp3(1) ; s3(0) skip(1)", "2,3,4,5,6", "pnas"),
+    "AmoebaNet": ("ap3(0) mp3(1) ; s3(0) s5(2) ; s3(0) ap3(3) ; s3(1) skip(1) ; skip(0) ap3(1)", "4,5,6",
+                  "ap3(0) s3(1) ; mp3(0) s7(2) ; s7(0) ap3(1) ; mp3(0) mp3(1) ; c71(0) s3(5)", "3,4,6", "amoeba"),
+    "DARTS_V1": ("s3(1) s3(0) ; skip(0) s3(1) ; skip(0) s3(1) ; s3(0) skip(2)", D4,
+                 "mp3(0) mp3(1) ; skip(2) mp3(0) ; mp3(0) skip(2) ; skip(2) ap3(0)", D4, "darts_v1"),
+    "DARTS_V2": ("s3(0) s3(1) ; s3(0) s3(1) ; s3(1) skip(0) ; skip(0) d3(2)", D4,
+                 "mp3(0) mp3(1) ; skip(2) mp3(1) ; mp3(0) skip(2) ; skip(2) mp3(1)", D4, "darts_v2"),
+    "PDARTS": ("skip(0) d3(1) ; skip(0) s3(1) ; s3(1) s3(3) ; s3(0) d5(4)", D4,
+               "ap3(0) s5(1) ; s3(0) d5(2) ; mp3(0) d3(1) ; d3(1) d5(3)", D4, "pdarts"),
+    "PC_DARTS_CIFAR": ("s3(1) skip(0) ; s3(0) d3(1) ; s5(0) s3(1) ; ap3(0) d3(1)", D4,
+                       "s5(1) mp3(0) ; s5(1) s5(2) ; s3(0) s3(3) ; s3(1) s3(2)", D4, "pcdarts_c10"),
+    "PC_DARTS_IMAGENET": ("skip(1) s3(0) ; s3(0) skip(1) ; s3(1) s3(3) ; s3(1) d5(4)", D4,
+                          "s3(0) skip(1) ; d5(2) mp3(1) ; s3(2) s3(1) ; s5(0) s3(3)", D4, "pcdarts_in1k"),
+    "UNNAS_IMAGENET_CLS": ("s3(1) s3(0) ; s3(1) s3(0) ; s3(0) s3(2) ; s5(1) s3(0)", D4,
+                           "mp3(0) skip(1) ; mp3(0) d5(2) ; mp3(0) s3(2) ; s3(4) d5(3)", D4, None),
+    "UNNAS_IMAGENET_ROT": ("s3(0) s3(1) ; s3(0) s3(1) ; s3(1) s3(0) ; s3(0) s3(1)", D4,
+                           "s3(1) s3(0) ; s3(2) s3(1) ; s3(1) s3(2) ; s3(4) s5(2)", D4, None),
+    "UNNAS_IMAGENET_COL": ("skip(0) s3(1) ; s3(1) skip(0) ; s3(0) s3(3) ; s3(0) s3(2)", D4,
+                           "mp3(0) s3(1) ; mp3(0) s3(1) ; mp3(0) s5(3) ; mp3(0) s3(4)", D4, None),
+    "UNNAS_IMAGENET_JIG": ("s3(0) s3(1) ; s3(0) s3(1) ; s3(0) s3(3) ; s3(1) s5(0)", D4,
+                           "s5(0) s3(1) ; s3(0) s3(1) ; s3(0) s3(1) ; s5(0) s3(1)", D4, None),
+    "UNNAS_IMAGENET22K_CLS": ("s3(1) skip(0) ; s3(1) s3(2) ; s3(1) s3(2) ; s3(1) s3(0)", D4,
+                              "mp3(0) mp3(1) ; d5(2) mp3(0) ; d5(3) d5(2) ; d5(4) d5(3)", D4, None),
+    "UNNAS_IMAGENET22K_ROT": ("s3(0) s3(1) ; s3(0) s3(1) ; s3(0) s3(1) ; s3(0) s3(1)", D4,
+                              "mp3(0) s5(1) ; d5(2) s5(0) ; d5(3) s3(2) ; s3(4) s3(3)", D4, None),
+    "UNNAS_IMAGENET22K_COL": ("s3(0) s3(1) ; s3(0) s3(1) ; s3(2) s3(1) ; s3(3) s3(0)", D4,
+                              "mp3(0) skip(1) ; d5(2) s3(0) ; s3(3) s3(0) ; s3(4) s5(1)", D4, None),
+    "UNNAS_IMAGENET22K_JIG": ("s3(0) s3(1) ; s3(0) s3(1) ; s3(1) s3(0) ; s3(0) s3(4)", D4,
+                              "s5(0) skip(1) ; s5(0) s3(2) ; s5(0) s5(3) ; s5(0) s5(4)", D4, None),
+    "UNNAS_CITYSCAPES_SEG": ("skip(0) s5(1) ; s3(1) s3(0) ; s3(0) s3(1) ; s3(0) s3(1)", D4,
+                             "s3(0) ap3(1) ; ap3(1) s5(0) ; s3(2) s5(0) ; s3(4) s5(2)", D4, None),
+    "UNNAS_CITYSCAPES_ROT": ("s3(1) s3(0) ; s3(2) s3(1) ; s3(0) s3(3) ; s3(1) s3(0)", D4,
+                             "mp3(0) s5(1) ; s5(2) s5(1) ; s5(3) d5(2) ; s5(2) s5(0)", D4, None),
+    "UNNAS_CITYSCAPES_COL": ("d3(1) s3(0) ; skip(0) s5(2) ; d3(3) skip(0) ; skip(0) s3(1)", D4,
+                             "ap3(1) ap3(0) ; ap3(1) ap3(0) ; ap3(1) ap3(0) ; ap3(1) skip(4)", D4, None),
+    "UNNAS_CITYSCAPES_JIG": ("d5(1) s5(0) ; s3(0) s3(1) ; s3(0) s3(2) ; s3(0) d5(1)", D4,
+                             "ap3(0) skip(1) ; d5(1) d5(2) ; d5(2) d5(0) ; d5(3) d5(2)", D4, None),
+}
+
+# UnNAS evaluation-phase widths: (ImageNet-1K cls, depth 14; Cityscapes seg, depth 12).
+EVAL_WIDTHS = {
+    "DARTS_V2": (48, 82),
+    "UNNAS_IMAGENET_CLS": (44, 78), "UNNAS_IMAGENET_ROT": (42, 78),
+    "UNNAS_IMAGENET_COL": (46, 80), "UNNAS_IMAGENET_JIG": (42, 78),
+    "UNNAS_IMAGENET22K_CLS": (46, 80), "UNNAS_IMAGENET22K_ROT": (42, 78),
+    "UNNAS_IMAGENET22K_COL": (42, 78), "UNNAS_IMAGENET22K_JIG": (42, 78),
+    "UNNAS_CITYSCAPES_SEG": (44, 80), "UNNAS_CITYSCAPES_ROT": (42, 78),
+    "UNNAS_CITYSCAPES_COL": (54, 86), "UNNAS_CITYSCAPES_JIG": (44, 80),
+}
+CIFAR_WIDTH, CIFAR_DEPTH = 36, 20
+IMAGENET_WIDTH, IMAGENET_DEPTH = 48, 14
+SEG_WIDTH, SEG_DEPTH = 82, 12
+
+_TERM = re.compile(r"^([a-z0-9]+)\((\d+)\)$")
+
+
+def _cell(text: str) -> list[tuple[str, int]]:
+    pairs = []
+    for node in text.split(";"):
+        terms = node.split()
+        if len(terms) != 2:
+            raise ValueError(f"zoo: node {node!r} must have two terms")
+        for t in terms:
+            m = _TERM.match(t)
+            pairs.append((_OPS[m.group(1)], int(m.group(2))))
+    return pairs
+
+
+def _concat(text: str) -> list[int]:
+    return [int(i) for i in text.split(",")]
+
+
+ZOO: dict[str, Genotype] = {
+    name: Genotype(_cell(n), _concat(nc), _cell(r), _concat(rc)) for name, (n, nc, r, rc, _) in _TABLE.items()
+}
+
+# lower-case alias -> canonical name
+_ALIASES: dict[str, str] = {}
+for _name, _row in _TABLE.items():
+    _ALIASES[_name.lower()] = _name
+    if _row[4]:
+        _ALIASES[_row[4]] = _name
+    if _name.startswith("UNNAS_"):
+        _ALIASES[_name.lower()] = _name
+_ALIASES.update({"darts": "DARTS_V2", "pc_darts": "PC_DARTS_CIFAR", "pc_darts_image": "PC_DARTS_IMAGENET",
+                 "pc_darts_cifar": "PC_DARTS_CIFAR", "amoeba": "AmoebaNet", "nasnet": "NASNet", "pnas": "PNASNet",
+                 "p_darts": "PDARTS"})
+
+
+def names() -> list[str]:
+    return list(ZOO)
+
+
+def canonical_name(name: str) -> str | None:
+    return _ALIASES.get(name.strip().lower().replace("-", "_"))
+
+
+def get(name: str) -> Genotype:
+    key = canonical_name(name)
+    if key is None:
+        raise GenotypeError(f"unknown genotype name {name!r}; zoo names: {', '.join(names())}")
+    return ZOO[key]
+
+
+def eval_width(name: str, dataset: str) -> int | None:
+    """UnNAS evaluation width of a zoo genotype for 'imagenet' or 'cityscapes' (None if the release
+    has no evaluation config for it); 'cifar10' gives the DARTS CIFAR width 36."""
+    key = canonical_name(name)
+    if dataset.startswith("cifar"):
+        return CIFAR_WIDTH
+    if key not in EVAL_WIDTHS:
+        return None
+    cls_w, seg_w = EVAL_WIDTHS[key]
+    return seg_w if dataset == "cityscapes" else cls_w
+
+
+def resolve_genotype(spec) -> Genotype:
+    """A :class:`Genotype`, a zoo name, a path to a JSON/text genotype file (also a search run's
+    ``genotype.json`` or ``summary.json``), or a DARTS ``Genotype(...)`` / JSON string."""
+    if isinstance(spec, Genotype):
+        return spec
+    if isinstance(spec, dict):
+        return Genotype.from_dict(spec.get("genotype", spec))
+    text = str(spec).strip()
+    if not text:
+        raise GenotypeError(f"empty genotype; give a zoo name ({', '.join(names())}), a file or a Genotype(...) string")
+    key = canonical_name(text)
+    if key is not None:
+        return ZOO[key]
+    if text[0] in "{[" or text.startswith("Genotype") or text.startswith("genotypes.Genotype"):
+        return Genotype.parse(text)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return Genotype.load(path)
+    raise GenotypeError(f"unknown genotype {text!r}: not a zoo name, an existing file or a Genotype(...) string; "
+                        f"zoo names: {', '.join(names())}")
