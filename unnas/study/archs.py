@@ -1,0 +1,174 @@
+"""Architecture lists for a study: ids bound to genotypes, loaded from and written to files.
+
+Formats read by :func:`load_archs`:
+
+* our JSON list (written by ``tools/rank_corr.py sample``) and the shared
+  ``darts_cifar10_500.json``: ``{"space": ..., "archs": [{"id", "normal", "normal_concat",
+  "reduce", "reduce_concat"}, ...]}`` (a bare list of such entries, or of ``{"id", "genotype"}``,
+  is accepted too);
+* a directory of UnNAS sample-based configs (``ID.yaml`` with ``NAS.CUSTOM_GENOTYPE``; the file
+  stem is the id, searched recursively so ``configs/sample_based/darts/cifar10/cls`` or its
+  parent both work; the same id found twice must hold the same genotype);
+* a text file with one genotype per line (JSON or a DARTS ``Genotype(...)`` string), ids a0000...
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from search_spaces.darts.genotype import Genotype, GenotypeError
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Arch:
+    id: str
+    genotype: Genotype
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, **self.genotype.to_dict()}
+
+
+def make_id(index: int, prefix: str = "a", digits: int = 4) -> str:
+    return f"{prefix}{index:0{digits}d}"
+
+
+def genotype_key(g: Genotype) -> str:
+    """Canonical text of a genotype, used to match tables keyed by genotype."""
+    return json.dumps(g.to_dict(), separators=(",", ":"))
+
+
+def _check_ids(archs: Sequence[Arch], source: str) -> list[Arch]:
+    seen = {}
+    for a in archs:
+        if not ID_RE.match(a.id):
+            raise GenotypeError(f"{source}: architecture id {a.id!r} must be 1-64 letters, digits, '_', '-' or '.'")
+        if a.id in seen and seen[a.id] != a.genotype:
+            raise GenotypeError(f"{source}: id {a.id} appears twice with different genotypes")
+        seen[a.id] = a.genotype
+    out, done = [], set()
+    for a in archs:
+        if a.id not in done:
+            out.append(a)
+            done.add(a.id)
+    if not out:
+        raise GenotypeError(f"{source}: no architectures found")
+    return out
+
+
+def _entry_to_arch(entry, k: int, source: str) -> Arch:
+    if not isinstance(entry, dict):
+        raise GenotypeError(f"{source}: entry {k} must be an object with id and genotype fields, got {type(entry).__name__}")
+    arch_id = str(entry.get("id", make_id(k)))
+    geno = entry.get("genotype", entry)
+    try:
+        if isinstance(geno, str):
+            g = Genotype.parse(geno)
+        elif isinstance(geno, list):
+            g = Genotype.from_unnas_list(geno)
+        else:
+            g = Genotype.from_dict(geno)
+    except GenotypeError as exc:
+        raise GenotypeError(f"{source}: architecture {arch_id}: {exc}") from None
+    return Arch(arch_id, g)
+
+
+def archs_from_json(obj, source: str = "<json>") -> list[Arch]:
+    entries = obj.get("archs") if isinstance(obj, dict) else obj
+    if not isinstance(entries, list):
+        raise GenotypeError(f"{source}: expected a JSON object with an 'archs' list (or a list of architectures)")
+    return _check_ids([_entry_to_arch(e, k, source) for k, e in enumerate(entries)], source)
+
+
+def _load_yaml_dir(path: Path) -> list[Arch]:
+    import yaml
+
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    if not files:
+        raise GenotypeError(f"{path}: directory holds no .yaml configs; expected UnNAS sample-based configs "
+                            "(ID.yaml with NAS.CUSTOM_GENOTYPE)")
+    archs = []
+    for f in files:
+        try:
+            doc = yaml.safe_load(f.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise GenotypeError(f"{f}: cannot read YAML: {' '.join(str(exc).split())}") from None
+        custom = (doc or {}).get("NAS", {}).get("CUSTOM_GENOTYPE") if isinstance(doc, dict) else None
+        if not custom:
+            raise GenotypeError(f"{f}: no NAS.CUSTOM_GENOTYPE; expected an UnNAS sample-based config")
+        try:
+            archs.append(Arch(f.stem, Genotype.from_unnas_list(custom)))
+        except GenotypeError as exc:
+            raise GenotypeError(f"{f}: {exc}") from None
+    return _check_ids(archs, str(path))
+
+
+def load_archs(path: str | Path, space=None) -> list[Arch]:
+    """Read an architecture list (see module doc); every genotype is validated against ``space``."""
+    path = Path(path)
+    if path.is_dir():
+        archs = _load_yaml_dir(path)
+    elif not path.is_file():
+        raise GenotypeError(f"architecture list {path} not found; pass a JSON list, a text file of genotypes "
+                            "or a directory of UnNAS YAML configs")
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise GenotypeError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            obj, err = None, exc
+        if isinstance(obj, dict) or (isinstance(obj, list) and obj and all(isinstance(e, dict) for e in obj)):
+            archs = archs_from_json(obj, str(path))
+        elif text.lstrip().startswith("{"):
+            raise GenotypeError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})")
+        else:
+            lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+            try:
+                archs = _check_ids([Arch(make_id(k), Genotype.parse(ln)) for k, ln in enumerate(lines)], str(path))
+            except GenotypeError as exc:
+                raise GenotypeError(f"{path}: {exc}") from None
+    if space is not None:
+        for a in archs:
+            try:
+                space.validate(a.genotype)
+            except GenotypeError as exc:
+                raise GenotypeError(f"{path}: architecture {a.id}: {exc}") from None
+    return archs
+
+
+def save_archs(archs: Iterable[Arch], path: str | Path, space: str = "darts", source: str = "", **extra) -> None:
+    from unnas.utils.io import atomic_write_text
+
+    doc = {"space": space, "source": source, **extra, "archs": [a.to_dict() for a in archs]}
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def parse_genotype_key(text: str) -> Genotype | None:
+    """A genotype written as JSON, a DARTS repr, or the release's ``str(normal + reduce + nc + rc)``."""
+    text = text.strip()
+    try:
+        return Genotype.parse(text)
+    except GenotypeError:
+        pass
+    try:
+        flat = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(flat, (list, tuple)):
+        pairs = [x for x in flat if isinstance(x, (list, tuple))]
+        ints = [x for x in flat if isinstance(x, int)]
+        if pairs and len(pairs) % 2 == 0 and len(ints) % 2 == 0 and len(pairs) + len(ints) == len(flat):
+            half, ih = len(pairs) // 2, len(ints) // 2
+            try:
+                return Genotype(pairs[:half], ints[:ih], pairs[half:], ints[ih:])
+            except GenotypeError:
+                return None
+    return None

@@ -1,0 +1,283 @@
+"""Running a study: set it up in a run directory, then workers claim and train jobs until none is left.
+
+Run directory layout::
+
+    RUN_DIR/config.yaml      the study config (later runs of the same directory start from it)
+    RUN_DIR/archs.json       the architectures (ids and genotypes)
+    RUN_DIR/study.sqlite     the results store (unnas.study.store)
+    RUN_DIR/jobs/<arch>_<task>_s<seed>/   per job: result.json, tb/ (TensorBoard scalars), trainer outputs
+    RUN_DIR/analysis/        correlation tables and plots (unnas.study.analysis)
+
+Any number of workers (local processes, ``torchrun`` ranks, other machines sharing the
+directory) may run at once: each claims one job at a time from the store, so no job is run twice
+and a job whose worker died is taken over once its lease expires.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from unnas.config import ConfigError, save_cfg
+
+from .archs import Arch, load_archs, save_archs
+from .config import fingerprint, job_cfg
+from .jobs import Job, make_jobs
+from .sampling import sample_archs
+from .store import Store
+from .trainers import check_result, resolve_trainer
+
+STORE_NAME = "study.sqlite"
+log = logging.getLogger("unnas.study")
+
+
+def store_path(run_dir) -> Path:
+    return Path(run_dir) / STORE_NAME
+
+
+def open_store(run_dir, cfg=None) -> Store:
+    journal = cfg.STUDY.JOURNAL if cfg is not None else "wal"
+    return Store(store_path(run_dir), journal=journal)
+
+
+def resolve_archs(cfg) -> list[Arch]:
+    from search_spaces import get_space
+
+    space = get_space(cfg.MODEL.SPACE)
+    s = cfg.STUDY
+    if s.ARCHS:
+        archs = load_archs(s.ARCHS, space)
+        return archs[:s.NUM_ARCHS] if s.NUM_ARCHS else archs
+    return sample_archs(space, s.NUM_ARCHS, s.SAMPLE_SEED, s.ALLOW_NONE, s.DISTINCT_INPUTS)
+
+
+def prepare_study(cfg, run_dir, archs: list[Arch] | None = None) -> tuple[Store, int]:
+    """Create or extend the study in ``run_dir``; returns the store and the number of new jobs."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    archs = resolve_archs(cfg) if archs is None else archs
+    store = open_store(run_dir, cfg)
+    jobs = make_jobs([a.id for a in archs], list(cfg.STUDY.TASKS), list(cfg.STUDY.SEEDS))
+    new = store.init_study(archs, jobs, cfg.dump(), fingerprint(cfg))
+    save_archs(store.archs(), run_dir / "archs.json", space=cfg.MODEL.SPACE, source=f"study {run_dir.name}")
+    save_cfg(cfg, run_dir / "config.yaml")
+    return store, new
+
+
+def worker_name(label: str | None = None) -> str:
+    rank = os.environ.get("RANK")
+    parts = [socket.gethostname(), str(os.getpid())]
+    if rank is not None:
+        parts.append(f"rank{rank}")
+    if label:
+        parts.append(label)
+    return ":".join(parts)
+
+
+def _fmt_time(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def progress_line(store: Store, lease: float, shard=None) -> str:
+    c = store.counts(lease, shard)
+    remaining = c["pending"] + c["running"]
+    mean = store.mean_wall()
+    active = max(c["running"] - c.get("stale", 0), 1)
+    eta = mean * remaining / active if mean is not None else None
+    pct = 100.0 * c["done"] / max(c["total"], 1)
+    s = f"study {c['done']}/{c['total']} done ({pct:.0f}%), {c['running']} running, {c['pending']} pending"
+    if c["failed"]:
+        s += f", {c['failed']} failed"
+    return s + f", ETA {_fmt_time(eta)}"
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes a job's lease from a thread with its own store connection."""
+
+    def __init__(self, path: Path, journal: str, job: Job, token: str, period: float):
+        super().__init__(daemon=True)
+        self.path, self.journal, self.job, self.token, self.period = path, journal, job, token, period
+        self.stop_event = threading.Event()
+        self.lost = threading.Event()
+
+    def run(self):
+        store = Store(self.path, self.journal)
+        try:
+            while not self.stop_event.wait(self.period):
+                try:
+                    if not store.heartbeat(self.job, self.token):
+                        self.lost.set()
+                except Exception as exc:  # a busy store must not kill the job; the lease has slack
+                    log.warning("heartbeat for %s failed: %s", self.job.key, exc)
+        finally:
+            store.close()
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(timeout=10)
+
+
+def write_job_outputs(job_dir: Path, job: Job, result: dict) -> None:
+    import json
+
+    from unnas.utils.io import atomic_write_text
+
+    atomic_write_text(job_dir / "result.json", json.dumps(result, indent=1, default=str) + "\n")
+    curve = result.get("curve") or []
+    if not curve:
+        return
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard missing: the JSON curve is still there
+        return
+    writer = SummaryWriter(str(job_dir / "tb"))
+    try:
+        for k, rec in enumerate(curve):
+            step = int(rec.get("epoch", k + 1))
+            for name, value in rec.items():
+                if name != "epoch" and isinstance(value, (int, float)) and math.isfinite(float(value)):
+                    writer.add_scalar(f"{job.task}/{name}", float(value), step)
+        writer.add_scalar(f"{job.task}/best", float(result["best"]), int(curve[-1].get("epoch", len(curve))))
+    finally:
+        writer.close()
+
+
+USER_ERRORS: tuple = (ConfigError,)
+
+
+def _user_errors() -> tuple:
+    from search_spaces.darts.genotype import GenotypeError
+    from unnas.data import DataError
+    from unnas.tasks import UnknownTask
+    return (ConfigError, DataError, GenotypeError, UnknownTask)
+
+
+def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str | None = None,
+               shard: tuple[int, int] | None = None, wait: bool = False, max_jobs: int | None = None,
+               poll: float = 5.0, echo: Callable[[str], None] = print) -> dict:
+    """Claim and run jobs until none is claimable (with ``wait``: until the study is finished,
+    taking over jobs of dead workers). Returns {"ran": n, "failed": n, "discarded": n}."""
+    run_dir = Path(run_dir)
+    train_fn = resolve_trainer(train_fn if train_fn is not None else cfg.STUDY.TRAINER)
+    worker = worker or worker_name()
+    s = cfg.STUDY
+    store = open_store(run_dir, cfg)
+    genotypes = {a.id: a.genotype for a in store.archs()}
+    stats = {"ran": 0, "failed": 0, "discarded": 0}
+    user_errors = _user_errors()
+    try:
+        while max_jobs is None or stats["ran"] + stats["failed"] < max_jobs:
+            claimed = store.claim(worker, s.LEASE_SECONDS, shard, s.MAX_ATTEMPTS)
+            if claimed is None:
+                c = store.counts(s.LEASE_SECONDS, shard)
+                if wait and c["running"] > 0:
+                    time.sleep(poll)
+                    continue
+                break
+            key, token = claimed
+            job = Job(key.arch_id, key.task, key.seed, genotypes[key.arch_id])
+            job_dir = run_dir / "jobs" / job.dirname
+            job_dir.mkdir(parents=True, exist_ok=True)
+            hb = _Heartbeat(store.path, s.JOURNAL, job, token, s.HEARTBEAT_SECONDS)
+            hb.start()
+            t0 = time.time()
+            try:
+                result = dict(check_result(train_fn(job, job_cfg(cfg, job.task, job.seed), job_dir), job))
+            except KeyboardInterrupt:
+                hb.stop()
+                store.release(job, token)
+                raise
+            except user_errors:
+                hb.stop()
+                store.fail(job, token, traceback.format_exc(limit=3))
+                raise
+            except Exception as exc:
+                hb.stop()
+                store.fail(job, token, traceback.format_exc(limit=8))
+                stats["failed"] += 1
+                echo(f"[{worker}] FAILED {job.key}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} | "
+                     f"{progress_line(store, s.LEASE_SECONDS, shard)}")
+                continue
+            hb.stop()
+            result.setdefault("wall_time", time.time() - t0)
+            result.update({"arch_id": job.arch_id, "task": job.task, "seed": job.seed, "worker": worker,
+                           "genotype": job.genotype.to_dict()})
+            result.setdefault("config", job_cfg(cfg, job.task, job.seed).dump())
+            write_job_outputs(job_dir, job, result)
+            if store.complete(job, token, worker, result):
+                stats["ran"] += 1
+                metric = result.get("metric", "metric")
+                echo(f"[{worker}] done {job.key}: best {metric} {result['best']:.2f}, final {result['final']:.2f} "
+                     f"({_fmt_time(result['wall_time'])}) | {progress_line(store, s.LEASE_SECONDS, shard)}")
+            else:
+                stats["discarded"] += 1
+                echo(f"[{worker}] {job.key} was finished by another worker meanwhile; this result is discarded")
+    finally:
+        store.close()
+    return stats
+
+
+def _spawned_worker(cfg_yaml: str, run_dir: str, trainer, label: str, shard, threads: int, wait: bool):
+    import torch
+    from fvcore.common.config import CfgNode as CN
+
+    torch.set_num_threads(threads)
+    cfg = CN.load_cfg(cfg_yaml)
+    cfg.freeze()
+    try:
+        run_worker(cfg, run_dir, trainer, worker_name(label), shard, wait)
+    except _user_errors() as exc:
+        print(f"[{label}] error: {' '.join(str(exc.args[0] if exc.args else exc).split())}", flush=True)
+        raise SystemExit(2)
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+
+
+def threads_per_worker(cfg, workers: int) -> int:
+    if cfg.STUDY.THREADS:
+        return int(cfg.STUDY.THREADS)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, (os.cpu_count() or 1) // max(workers * local, 1))
+
+
+def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait: bool = False,
+                echo: Callable[[str], None] = print) -> dict:
+    """Run ``workers`` worker processes here (1: in this process). Returns the merged stats."""
+    import torch
+
+    trainer = train_fn if train_fn is not None else cfg.STUDY.TRAINER
+    threads = threads_per_worker(cfg, workers)
+    if workers <= 1:
+        torch.set_num_threads(threads)
+        return run_worker(cfg, run_dir, trainer, worker_name(), shard, wait, echo=echo)
+    if callable(trainer) and not isinstance(trainer, str):
+        name = f"{trainer.__module__}:{trainer.__qualname__}"
+        trainer = name
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_spawned_worker, args=(cfg.dump(), str(run_dir), trainer, f"w{k}", shard, threads, wait),
+                         name=f"rank_corr-w{k}") for k in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=30)
+        raise
+    bad = [p.exitcode for p in procs if p.exitcode]
+    if bad:
+        raise ConfigError(f"{len(bad)} of {workers} worker processes exited with an error (exit codes {bad}); "
+                          "see their messages above")
+    return {}
