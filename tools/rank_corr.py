@@ -155,6 +155,8 @@ def cmd_run(argv) -> int:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and args.workers > 1:
             raise ConfigError("use either torchrun ranks or --workers, not both")
+        from unnas.study.trainers import resolve_trainer
+        resolve_trainer(cfg.STUDY.TRAINER)
         _preflight(cfg)
         out = Path(cfg.OUT_DIR)
         store, new = prepare_study(cfg, out)

@@ -5,8 +5,8 @@ few hundred optimisation steps per job) that completes in minutes on 2 CPU cores
 CIFAR-10 recipe is ``experiments/study/cifar10_darts.yaml``.
 
 Per-task training recipes: ``TASK_RECIPES.<TASK>`` holds a partial config (any of the ``TRAIN``,
-``TASK``, ``DATA`` and ``MODEL`` keys) merged over the base config for jobs of that task, e.g.
-``TASK_RECIPES.ROT.TRAIN.LR 0.025``. A key that does not exist in the base config is an error.
+``OPTIM``, ``TASK``, ``DATA`` and ``MODEL`` keys) merged over the base config for jobs of that
+task, e.g. ``TASK_RECIPES.ROT.OPTIM.LR 0.025``. A key that does not exist in the base config is an error.
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def study_defaults() -> CN:
     cfg.DATA.SYNTHETIC.NUM_TRAIN = 1280
     cfg.DATA.SYNTHETIC.NUM_TEST = 512
 
+    # MODEL, OPTIM and TRAIN use the names of the fixed-genotype trainer's config
+    # (unnas/train/config.py): a job's config is handed to it key by key.
     cfg.MODEL = CN()
     cfg.MODEL.SPACE = "darts"
     cfg.MODEL.WIDTH = 4              # initial channels C (release sample-based CIFAR-10: 16)
@@ -37,31 +39,33 @@ def study_defaults() -> CN:
     cfg.MODEL.STEM = "auto"          # auto | cifar | imagenet
     cfg.MODEL.AUX = False            # auxiliary head (release sample-based configs: off)
     cfg.MODEL.AUX_WEIGHT = 0.4
-    cfg.MODEL.DROP_PROB = 0.0
+    cfg.MODEL.DROP_PATH = 0.0
 
-    cfg.TRAIN = CN()                 # training of one job (the fixed-genotype network)
+    cfg.OPTIM = CN()                 # SGD, cosine schedule (release: Nesterov, momentum 0.9, wd 5e-4, to 0)
+    cfg.OPTIM.LR = 0.1
+    cfg.OPTIM.LR_MIN = 0.0
+    cfg.OPTIM.MOMENTUM = 0.9
+    cfg.OPTIM.NESTEROV = True
+    cfg.OPTIM.WEIGHT_DECAY = 5e-4
+    cfg.OPTIM.GRAD_CLIP = 0.0        # 0 = off (release sample-based: off)
+
+    cfg.TRAIN = CN()                 # one job's training
     cfg.TRAIN.EPOCHS = 2
     cfg.TRAIN.BATCH_SIZE = 64        # images per step before the task expands them (rot x4, jig x4 tiles)
     cfg.TRAIN.TEST_BATCH_SIZE = 128
-    cfg.TRAIN.LR = 0.1
-    cfg.TRAIN.LR_MIN = 0.0           # cosine floor (release: 0)
-    cfg.TRAIN.MOMENTUM = 0.9
-    cfg.TRAIN.NESTEROV = True
-    cfg.TRAIN.WEIGHT_DECAY = 5e-4
-    cfg.TRAIN.GRAD_CLIP = 0.0        # 0 = off (release sample-based: off)
     cfg.TRAIN.STEPS_PER_EPOCH = 0    # cap on steps per epoch (0 = a full pass)
     cfg.TRAIN.EVAL_BATCHES = 0       # cap on test batches (0 = the whole test split)
     cfg.TRAIN.EVAL_PERIOD = 1        # evaluate every N epochs (and always after the last)
 
-    # Per-task recipes; defaults follow the release's ratios (cls/col lr 0.1 batch 128, rot/jig lr
-    # 0.025 batch 32), scaled down in batch for the small default study.
+    # Per-task recipes; defaults follow the release (cls/col: the base OPTIM.LR and TRAIN.BATCH_SIZE;
+    # rot/jig: lr 0.025 and a quarter of the batch), scaled down for the small default study.
+    # Recipe nodes accept any base key from a YAML file; on the command line only keys present.
     cfg.TASK_RECIPES = CN()
     for t in RECIPE_TASKS:
         cfg.TASK_RECIPES[t] = CN(new_allowed=True)
-    # The base TRAIN node is the cls/col recipe; rot and jig override lr and batch. Recipe nodes
-    # accept any base key from a YAML file; on the command line only keys already present.
-    cfg.TASK_RECIPES.ROT.TRAIN = CN({"LR": 0.025, "BATCH_SIZE": 16}, new_allowed=True)
-    cfg.TASK_RECIPES.JIG.TRAIN = CN({"LR": 0.025, "BATCH_SIZE": 16}, new_allowed=True)
+    for t in ("ROT", "JIG"):
+        cfg.TASK_RECIPES[t].OPTIM = CN({"LR": 0.025}, new_allowed=True)
+        cfg.TASK_RECIPES[t].TRAIN = CN({"BATCH_SIZE": 16}, new_allowed=True)
     cfg.TASK_RECIPES.JIG.TASK = CN({"JIGSAW_GRID": 2}, new_allowed=True)
 
     cfg.STUDY = CN()
@@ -160,13 +164,13 @@ def validate_study_cfg(cfg: CN) -> None:
     check(s.MAX_ATTEMPTS >= 1, "STUDY.MAX_ATTEMPTS must be >= 1")
     check(s.BOOTSTRAP >= 0, "STUDY.BOOTSTRAP must be >= 0")
     check(cfg.TRAIN.EPOCHS >= 1, f"TRAIN.EPOCHS must be >= 1, got {cfg.TRAIN.EPOCHS}")
-    check(cfg.TRAIN.LR > 0 and 0 <= cfg.TRAIN.LR_MIN <= cfg.TRAIN.LR, "need TRAIN.LR > 0 and 0 <= TRAIN.LR_MIN <= TRAIN.LR")
+    check(cfg.OPTIM.LR > 0 and 0 <= cfg.OPTIM.LR_MIN <= cfg.OPTIM.LR, "need OPTIM.LR > 0 and 0 <= OPTIM.LR_MIN <= OPTIM.LR")
     check(cfg.TRAIN.BATCH_SIZE >= 1 and cfg.TRAIN.TEST_BATCH_SIZE >= 1, "batch sizes must be >= 1")
     check(cfg.DATA.MAX_TRAIN >= 0 and cfg.DATA.MAX_TEST >= 0, "DATA.MAX_TRAIN/MAX_TEST must be >= 0")
     for t in cfg.TASK_RECIPES:
         check(t in RECIPE_TASKS, f"TASK_RECIPES.{t}: unknown task; recipes exist for {', '.join(RECIPE_TASKS)}")
     for t in tasks:
         j = job_cfg(cfg, t, 1)
-        check(j.TRAIN.BATCH_SIZE >= 1 and j.TRAIN.LR > 0, f"TASK_RECIPES.{t.upper()}: batch size and lr must be positive")
+        check(j.TRAIN.BATCH_SIZE >= 1 and j.OPTIM.LR > 0, f"TASK_RECIPES.{t.upper()}: batch size and lr must be positive")
     # canonical, lower-case task names from here on
     cfg.STUDY.TASKS = tasks

@@ -1,0 +1,89 @@
+"""tools/rank_corr.py: subcommands, shipped study configs, and one-line errors with exit status 2."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from unnas.config import load_cfg
+from unnas.study.config import job_cfg, study_defaults, validate_study_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("rank_corr_tool", ROOT / "tools" / "rank_corr.py")
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+
+
+def _run(argv, capsys):
+    try:
+        rc = tool.main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_release_recipe_config():
+    cfg = load_cfg(study_defaults(), str(ROOT / "experiments/study/cifar10_darts.yaml"), [], validate_study_cfg)
+    assert (cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, cfg.TRAIN.EPOCHS, list(cfg.STUDY.SEEDS)) == (16, 20, 100, [1, 2, 3])
+    assert (cfg.OPTIM.MOMENTUM, cfg.OPTIM.NESTEROV, cfg.OPTIM.WEIGHT_DECAY, cfg.OPTIM.LR_MIN) == (0.9, True, 5e-4, 0.0)
+    lr_batch = {t: (job_cfg(cfg, t, 1).OPTIM.LR, job_cfg(cfg, t, 1).TRAIN.BATCH_SIZE) for t in ("cls", "rot", "col", "jig")}
+    assert lr_batch == {"cls": (0.1, 128), "rot": (0.025, 32), "col": (0.1, 128), "jig": (0.025, 32)}
+    assert job_cfg(cfg, "jig", 2).TASK.JIGSAW_GRID == 2 and job_cfg(cfg, "jig", 2).SEED == 2
+    load_cfg(study_defaults(), str(ROOT / "experiments/study/cifar10_mini_short.yaml"), [], validate_study_cfg)
+
+
+def test_sample_analyze_and_status(tmp_path, capsys):
+    rc, out, _ = _run(["sample", "--num-archs", "5", "--seed", "2", "--out", str(tmp_path / "a.json")], capsys)
+    assert rc == 0 and len(json.loads((tmp_path / "a.json").read_text())["archs"]) == 5
+    run = tmp_path / "run"
+    rc, out, err = _run(["--trainer", "fake", "--archs", str(tmp_path / "a.json"), "--tasks", "cls,rot,jig",
+                         "--out", str(run), "STUDY.BOOTSTRAP", "20"], capsys)
+    assert rc == 0, err
+    assert "| rot | 5 | 1 |" in out and "Spearman" in out and (run / "analysis" / "scatter.png").is_file()
+    rc, out, _ = _run(["analyze", str(run), "--metric", "final", "--bootstrap", "0"], capsys)
+    assert rc == 0 and "| jig | 5 |" in out
+    rc, out, _ = _run(["status", str(run)], capsys)
+    assert rc == 0 and "15/15 done" in out
+    # rerunning the same directory resumes from its stored config: nothing left to do
+    rc, out, _ = _run(["--out", str(run), "--no-analyze"], capsys)
+    assert rc == 0 and "0 new, 15 done" in out
+    # a different training recipe in the same directory is refused
+    rc, _, err = _run(["--out", str(run), "MODEL.WIDTH", "8"], capsys)
+    assert rc == 2 and "different configuration" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shard", "3/2"], "--shard 3/2"),
+    (["--shard", "x"], "must look like i/n"),
+    (["--tasks", "cls,foo"], "foo"),
+    (["--tasks", "cls,cls"], "twice"),
+    (["--seeds", "1,a"], "--seeds must be comma-separated integers"),
+    (["--archs", "/nonexistent/archs.json"], "not found"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["MODEL.NOPE", "1"], "Non-existent key"),
+    (["MODEL.WIDTH"], "KEY VALUE pairs"),
+    (["--cfg", "/nonexistent.yaml"], "not found"),
+    (["--num-archs", "1"], "NUM_ARCHS >= 2"),
+    (["--dataset", "nope"], "nope"),
+    (["--trainer", "no_such_module:fn"], "cannot import"),
+    (["analyze", "/nonexistent/run"], "holds no study"),
+    (["frobnicate"], "unknown command"),
+])
+def test_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    if argv[0] not in ("analyze", "frobnicate"):
+        argv = argv + ["--out", str(tmp_path / "run"), "--no-analyze"]
+    rc, _, err = _run(argv, capsys)
+    assert rc == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert message in lines[-1] and lines[-1].startswith("rank_corr.py")
+
+
+def test_bad_supervised_table(tmp_path, capsys):
+    run = tmp_path / "run"
+    rc, _, err = _run(["--trainer", "fake", "--num-archs", "3", "--tasks", "cls,rot", "--out", str(run),
+                       "--no-analyze"], capsys)
+    assert rc == 0, err
+    (tmp_path / "t.json").write_text('{"zzz": 1}')
+    rc, _, err = _run(["analyze", str(run), "--supervised-table", str(tmp_path / "t.json")], capsys)
+    assert rc == 2 and "matches an architecture" in err
