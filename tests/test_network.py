@@ -13,6 +13,15 @@ from search_spaces.darts.network import (AuxiliaryHeadCIFAR, AuxiliaryHeadImageN
 from search_spaces.darts.ops import Identity, Zero
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run fastest on one thread (and 2 OpenMP threads spin badly on a shared machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _main_params(net):
     """Parameters without the auxiliary head: DARTS' count_parameters_in_MB convention."""
     return count_params(net) - count_params(net.aux_head)

@@ -16,10 +16,13 @@ def train_defaults() -> CN:
     add_data_cfg(cfg)
     add_task_cfg(cfg)
     cfg.TASK.NAME = "cls"            # retraining is supervised by default; pretext tasks work too
+    cfg.DATA.MAX_TRAIN = 2048        # small default budget (recipes in experiments/train/ reset it to 0 = all)
+    cfg.DATA.MAX_TEST = 1024
 
     cfg.MODEL = CN()
     cfg.MODEL.GENOTYPE = "DARTS_V2"  # zoo name, genotype file, or a Genotype(...) string
-    cfg.MODEL.WIDTH = 16             # initial channels C (DARTS CIFAR 36; ImageNet per genotype, 48 for DARTS_V2)
+    cfg.MODEL.WIDTH = 16             # initial channels C (DARTS CIFAR 36; ImageNet per genotype, 48 for DARTS_V2);
+                                     # 0 = the zoo genotype's UnNAS eval width (ImageNet cls / Cityscapes seg)
     cfg.MODEL.DEPTH = 8              # cells (DARTS CIFAR 20; ImageNet 14; Cityscapes 12)
     cfg.MODEL.STEM = "auto"          # auto | cifar | imagenet (auto: cifar stem for images <= 64 px)
     cfg.MODEL.AUX = False            # auxiliary classifier after cell 2*DEPTH//3 (per-image tasks only)
@@ -40,7 +43,7 @@ def train_defaults() -> CN:
     cfg.OPTIM.ITER_LR = False        # update the LR every step (False: once per epoch, as DARTS/pycls)
 
     cfg.TRAIN = CN()
-    cfg.TRAIN.EPOCHS = 8
+    cfg.TRAIN.EPOCHS = 6
     cfg.TRAIN.BATCH_SIZE = 64        # per optimisation step, over all processes
     cfg.TRAIN.TEST_BATCH_SIZE = 0    # 0 = BATCH_SIZE
     cfg.TRAIN.CUTOUT = 0             # cutout square side on the network input (DARTS CIFAR: 16); 0 = off
@@ -65,7 +68,8 @@ def validate_train_cfg(cfg: CN) -> None:
 
     check(cfg.MODEL.STEM in ("auto", "cifar", "imagenet"),
           f"MODEL.STEM must be auto, cifar or imagenet, got {cfg.MODEL.STEM!r}")
-    check(cfg.MODEL.WIDTH >= 2 and cfg.MODEL.WIDTH % 2 == 0, f"MODEL.WIDTH must be an even number >= 2, got {cfg.MODEL.WIDTH}")
+    check(cfg.MODEL.WIDTH == 0 or (cfg.MODEL.WIDTH >= 2 and cfg.MODEL.WIDTH % 2 == 0),
+          f"MODEL.WIDTH must be an even number >= 2 (or 0 = the genotype's eval width), got {cfg.MODEL.WIDTH}")
     check(cfg.MODEL.DEPTH >= 1, f"MODEL.DEPTH must be >= 1, got {cfg.MODEL.DEPTH}")
     check(cfg.MODEL.AUX_WEIGHT >= 0, f"MODEL.AUX_WEIGHT must be >= 0, got {cfg.MODEL.AUX_WEIGHT}")
     check(0.0 <= cfg.MODEL.DROP_PATH < 1.0, f"MODEL.DROP_PATH must be in [0, 1), got {cfg.MODEL.DROP_PATH}")
