@@ -181,6 +181,13 @@ def test_pretext_training_then_linear_probe_and_finetune(tmp_path):
     assert ev["top1"] == pytest.approx(probe["final_test"]["top1"])
 
 
+def test_jigsaw_pretext_training_of_a_fixed_network(tmp_path):
+    out = train(tiny_cfg("TASK.NAME", "jig", "TRAIN.EPOCHS", "1", "TRAIN.STEPS_PER_EPOCH", "2",
+                         "TRAIN.EVAL_BATCHES", "1", "MODEL.GENOTYPE", "unnas_imagenet_jig"),
+                out_dir=tmp_path, progress=False, tensorboard=False)
+    assert out["task"] == "jig" and math.isfinite(out["final"]) and out["macs"] > 0
+
+
 def rot_channels(state):
     return state["head.fc.weight"].shape[1]
 
@@ -274,3 +281,17 @@ def test_cli_train_refuses_existing_run_then_resumes_and_eval_only(capsys, tmp_p
     assert tool.main(["--eval-only", str(out / "checkpoint_best.pt")]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["metric"] == "top1" and 0 <= res["top1"] <= 100
+
+
+def test_info_tool_json_and_errors(capsys):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import info
+    sys.path.pop(0)
+    assert info.main(["DARTS_V2", "--width", "4", "--depth", "3", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["params"] > 0 and res["macs"] > 0 and res["params_aux"] > 0 and res["input"] == [32, 32]
+    assert info.main(["AmoebaNet", "--dataset", "imagenet", "--width", "4", "--depth", "3", "--im-size", "64", "--json"]) == 0
+    capsys.readouterr()
+    assert info.main(["DARTS_V9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("info.py: error:") and "DARTS_V2" in err

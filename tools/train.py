@@ -119,6 +119,10 @@ def run(args) -> int:
     except NonFiniteLossError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     if is_main:
         m = summary["metric"]
         print(f"\nTraining finished: task {summary['task']}, {summary['epochs']} epochs, "

@@ -18,12 +18,12 @@ from search_spaces.darts.network import FixedNetwork, count_params
 
 def _macs(module, inputs) -> int:
     import warnings
-    from fvcore.nn import FlopCountAnalysis
-    fca = FlopCountAnalysis(module, inputs)
-    fca.unsupported_ops_warnings(False)
-    fca.uncalled_modules_warnings(False)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit deprecation notes from fvcore's tracer
+        warnings.simplefilter("ignore")  # torch.jit deprecation notes from fvcore's import and tracer
+        from fvcore.nn import FlopCountAnalysis
+        fca = FlopCountAnalysis(module, inputs)
+        fca.unsupported_ops_warnings(False)
+        fca.uncalled_modules_warnings(False)
         return int(fca.total())
 
 
