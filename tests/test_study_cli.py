@@ -87,3 +87,37 @@ def test_bad_supervised_table(tmp_path, capsys):
     (tmp_path / "t.json").write_text('{"zzz": 1}')
     rc, _, err = _run(["analyze", str(run), "--supervised-table", str(tmp_path / "t.json")], capsys)
     assert rc == 2 and "matches an architecture" in err
+
+
+def test_job_config_reaches_the_trainer_key_by_key():
+    from unnas.study.config import trainer_cfg
+    from unnas.train.config import train_defaults
+
+    cfg = load_cfg(study_defaults(), str(ROOT / "experiments/study/cifar10_darts.yaml"),
+                   ["OPTIM.SCHEDULE", "cos", "TRAIN.CUTOUT", "8"], validate_study_cfg)
+    t = trainer_cfg(job_cfg(cfg, "jig", 3), "DARTS_V2", "/tmp/x")
+    assert (t.TASK.NAME, t.SEED, t.OPTIM.LR, t.TRAIN.BATCH_SIZE, t.TASK.JIGSAW_GRID) == ("jig", 3, 0.025, 32, 2)
+    assert (t.MODEL.WIDTH, t.MODEL.DEPTH, t.TRAIN.EPOCHS, t.TRAIN.CUTOUT, t.OUT_DIR) == (16, 20, 100, 8, "/tmp/x")
+    # every study key outside STUDY/TASK_RECIPES (and MODEL.SPACE) is a trainer key
+    def keys(node, prefix=""):
+        out = set()
+        for k, v in node.items():
+            out |= keys(v, f"{prefix}{k}.") if hasattr(v, "items") else {prefix + k}
+        return out
+    study_keys = {k for k in keys(cfg) if not k.startswith(("STUDY.", "TASK_RECIPES."))} - {"MODEL.SPACE"}
+    assert study_keys <= keys(train_defaults())
+
+
+def test_real_trainer_end_to_end_tiny(tmp_path, capsys):
+    """The default trainer (unnas.train) on 3 tiny archs x cls, rot: results, curves, params, MACs."""
+    run = tmp_path / "run"
+    rc, out, err = _run(["--num-archs", "3", "--tasks", "cls,rot", "--out", str(run), "--epochs", "1",
+                         "TRAIN.STEPS_PER_EPOCH", "2", "TRAIN.EVAL_BATCHES", "1", "DATA.SYNTHETIC.NUM_TRAIN", "256",
+                         "DATA.SYNTHETIC.NUM_TEST", "64", "STUDY.BOOTSTRAP", "10"], capsys)
+    assert rc == 0, err
+    assert "| rot | 3 | 1 |" in out
+    res = json.loads((run / "jobs" / "a0001_rot_s1" / "result.json").read_text())
+    assert res["metric"] == "top1" and 0 <= res["best"] <= 100 and res["params"] > 0 and res["flops"] > 0
+    assert len(res["curve"]) == 1 and res["config"] and res["worker"]
+    assert not (run / "jobs" / "a0001_rot_s1" / "checkpoint_last.pt").exists()   # removed once done
+    assert any((run / "jobs" / "a0001_rot_s1" / "tb").iterdir())

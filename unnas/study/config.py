@@ -14,58 +14,60 @@ import hashlib
 
 from fvcore.common.config import CfgNode as CN
 
-from unnas.config import ConfigError, add_data_cfg, add_task_cfg, check
+from unnas.config import ConfigError, check
 
 RECIPE_TASKS = ("CLS", "ROT", "COL", "JIG", "SEG")
 # Keys that do not change what a job trains (so changing them never invalidates a store).
 _NON_TRAINING = {
-    "OUT_DIR", "DEVICE", "SEED", "DATA.ROOT", "DATA.NUM_WORKERS", "DATA.DOWNLOAD", "STUDY",
+    "OUT_DIR", "DEVICE", "SEED", "DATA.ROOT", "DATA.NUM_WORKERS", "DATA.DOWNLOAD", "STUDY", "LOG_PERIOD",
 }
 
 
-def study_defaults() -> CN:
-    cfg = CN()
-    add_data_cfg(cfg)
-    add_task_cfg(cfg)
-    cfg.DATA.SYNTHETIC.NUM_TRAIN = 1280
-    cfg.DATA.SYNTHETIC.NUM_TEST = 512
+# Trainer keys that make no sense inside a study (the genotype comes from the job).
+_DROPPED = (("MODEL", "GENOTYPE"), ("TRAIN", "INIT_FROM"), ("TRAIN", "LINEAR_PROBE"))
 
-    # MODEL, OPTIM and TRAIN use the names of the fixed-genotype trainer's config
-    # (unnas/train/config.py): a job's config is handed to it key by key.
-    cfg.MODEL = CN()
+
+def study_defaults() -> CN:
+    """The fixed-genotype trainer's config (unnas/train/config.py) with study-sized defaults, plus
+    ``MODEL.SPACE``, ``TASK_RECIPES`` and ``STUDY``. A job's config is handed to the trainer key by key,
+    so every trainer option (OPTIM.SCHEDULE, TRAIN.CUTOUT, AMP, ...) is available in a study."""
+    from unnas.train.config import train_defaults
+
+    cfg = train_defaults()
+    for node, key in _DROPPED:
+        del cfg[node][key]
+    cfg.DATA.SYNTHETIC.NUM_TRAIN = 640
+    cfg.DATA.SYNTHETIC.NUM_TEST = 320
+    cfg.TASK.NAME = "cls"            # set per job from STUDY.TASKS
+
     cfg.MODEL.SPACE = "darts"
     cfg.MODEL.WIDTH = 4              # initial channels C (release sample-based CIFAR-10: 16)
     cfg.MODEL.DEPTH = 3              # cells (release: 20); reductions at DEPTH//3 and 2*DEPTH//3
-    cfg.MODEL.STEM = "auto"          # auto | cifar | imagenet
-    cfg.MODEL.AUX = False            # auxiliary head (release sample-based configs: off)
-    cfg.MODEL.AUX_WEIGHT = 0.4
+    cfg.MODEL.AUX = False            # release sample-based configs: no auxiliary head, no drop-path
     cfg.MODEL.DROP_PATH = 0.0
 
-    cfg.OPTIM = CN()                 # SGD, cosine schedule (release: Nesterov, momentum 0.9, wd 5e-4, to 0)
+    # SGD, cosine to 0 (release: Nesterov, momentum 0.9, wd 5e-4, no clipping, no warm-up)
     cfg.OPTIM.LR = 0.1
     cfg.OPTIM.LR_MIN = 0.0
     cfg.OPTIM.MOMENTUM = 0.9
     cfg.OPTIM.NESTEROV = True
     cfg.OPTIM.WEIGHT_DECAY = 5e-4
-    cfg.OPTIM.GRAD_CLIP = 0.0        # 0 = off (release sample-based: off)
+    cfg.OPTIM.GRAD_CLIP = 0.0
 
-    cfg.TRAIN = CN()                 # one job's training
     cfg.TRAIN.EPOCHS = 2
     cfg.TRAIN.BATCH_SIZE = 64        # images per step before the task expands them (rot x4, jig x4 tiles)
     cfg.TRAIN.TEST_BATCH_SIZE = 128
-    cfg.TRAIN.STEPS_PER_EPOCH = 0    # cap on steps per epoch (0 = a full pass)
-    cfg.TRAIN.EVAL_BATCHES = 0       # cap on test batches (0 = the whole test split)
-    cfg.TRAIN.EVAL_PERIOD = 1        # evaluate every N epochs (and always after the last)
+    cfg.LOG_PERIOD = 50
 
     # Per-task recipes; defaults follow the release (cls/col: the base OPTIM.LR and TRAIN.BATCH_SIZE;
-    # rot/jig: lr 0.025 and a quarter of the batch), scaled down for the small default study.
+    # rot/jig: lr 0.025 and a smaller batch: a quarter in the release, half in the small default).
     # Recipe nodes accept any base key from a YAML file; on the command line only keys present.
     cfg.TASK_RECIPES = CN()
     for t in RECIPE_TASKS:
         cfg.TASK_RECIPES[t] = CN(new_allowed=True)
     for t in ("ROT", "JIG"):
         cfg.TASK_RECIPES[t].OPTIM = CN({"LR": 0.025}, new_allowed=True)
-        cfg.TASK_RECIPES[t].TRAIN = CN({"BATCH_SIZE": 16}, new_allowed=True)
+        cfg.TASK_RECIPES[t].TRAIN = CN({"BATCH_SIZE": 32}, new_allowed=True)
     cfg.TASK_RECIPES.JIG.TASK = CN({"JIGSAW_GRID": 2}, new_allowed=True)
 
     cfg.STUDY = CN()
@@ -90,11 +92,32 @@ def study_defaults() -> CN:
     cfg.STUDY.FAKE_SECONDS = 0.0     # fake trainer: seconds per job (tests and demos of the engine)
     cfg.STUDY.FAKE_TABLE = ""        # fake trainer: JSON {task: {arch_id: accuracy}} to return exactly
     cfg.STUDY.FAKE_LOG = ""          # fake trainer: append "start|end key pid" lines here (audit in tests)
+    cfg.STUDY.KEEP_CHECKPOINTS = False  # keep each job's checkpoints after it is done (paper scale: ~10 MB/job)
 
-    cfg.SEED = 1                     # set per job from STUDY.SEEDS
-    cfg.OUT_DIR = "runs/rank_corr"
-    cfg.DEVICE = "auto"              # auto | cpu | cuda | cuda:N
+    cfg.OUT_DIR = "runs/rank_corr"   # SEED is set per job from STUDY.SEEDS
     return cfg
+
+
+def trainer_cfg(job: CN, genotype, out_dir) -> CN:
+    """A job's config as the fixed-genotype trainer's config (same keys; study-only keys dropped)."""
+    from unnas.train.config import train_defaults, validate_train_cfg
+
+    out = train_defaults()
+
+    def copy(dst, src):
+        for k in dst:
+            if k not in src:
+                continue
+            if isinstance(dst[k], CN):
+                copy(dst[k], src[k])
+            else:
+                dst[k] = src[k]
+    copy(out, job)
+    out.MODEL.GENOTYPE = genotype if isinstance(genotype, str) else repr(genotype)
+    out.OUT_DIR = str(out_dir)
+    validate_train_cfg(out)
+    out.freeze()
+    return out
 
 
 def job_cfg(cfg: CN, task: str, seed: int) -> CN:
@@ -142,9 +165,6 @@ def validate_study_cfg(cfg: CN) -> None:
 
     s = cfg.STUDY
     check(cfg.MODEL.SPACE in SPACES, f"MODEL.SPACE {cfg.MODEL.SPACE!r} unknown; available: {SPACES.names()}")
-    check(cfg.MODEL.STEM in ("auto", "cifar", "imagenet"), f"MODEL.STEM must be auto, cifar or imagenet, got {cfg.MODEL.STEM!r}")
-    check(cfg.MODEL.WIDTH >= 1, f"MODEL.WIDTH must be >= 1, got {cfg.MODEL.WIDTH}")
-    check(cfg.MODEL.DEPTH >= 1, f"MODEL.DEPTH must be >= 1, got {cfg.MODEL.DEPTH}")
     check(len(s.TASKS) >= 1, "STUDY.TASKS is empty; give at least one task, e.g. --tasks cls,rot")
     tasks = []
     for t in s.TASKS:
@@ -163,14 +183,12 @@ def validate_study_cfg(cfg: CN) -> None:
           f"need 0 < STUDY.HEARTBEAT_SECONDS ({s.HEARTBEAT_SECONDS}) < STUDY.LEASE_SECONDS ({s.LEASE_SECONDS})")
     check(s.MAX_ATTEMPTS >= 1, "STUDY.MAX_ATTEMPTS must be >= 1")
     check(s.BOOTSTRAP >= 0, "STUDY.BOOTSTRAP must be >= 0")
-    check(cfg.TRAIN.EPOCHS >= 1, f"TRAIN.EPOCHS must be >= 1, got {cfg.TRAIN.EPOCHS}")
-    check(cfg.OPTIM.LR > 0 and 0 <= cfg.OPTIM.LR_MIN <= cfg.OPTIM.LR, "need OPTIM.LR > 0 and 0 <= OPTIM.LR_MIN <= OPTIM.LR")
-    check(cfg.TRAIN.BATCH_SIZE >= 1 and cfg.TRAIN.TEST_BATCH_SIZE >= 1, "batch sizes must be >= 1")
-    check(cfg.DATA.MAX_TRAIN >= 0 and cfg.DATA.MAX_TEST >= 0, "DATA.MAX_TRAIN/MAX_TEST must be >= 0")
     for t in cfg.TASK_RECIPES:
         check(t in RECIPE_TASKS, f"TASK_RECIPES.{t}: unknown task; recipes exist for {', '.join(RECIPE_TASKS)}")
-    for t in tasks:
-        j = job_cfg(cfg, t, 1)
-        check(j.TRAIN.BATCH_SIZE >= 1 and j.OPTIM.LR > 0, f"TASK_RECIPES.{t.upper()}: batch size and lr must be positive")
+    for t in tasks:   # every task's effective recipe must be a valid trainer config
+        try:
+            trainer_cfg(job_cfg(cfg, t, 1), "DARTS_V2", cfg.OUT_DIR)
+        except ConfigError as exc:
+            raise ConfigError(f"task {t} (TASK_RECIPES.{t.upper()} over the base config): {exc.args[0]}") from None
     # canonical, lower-case task names from here on
     cfg.STUDY.TASKS = tasks

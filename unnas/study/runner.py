@@ -133,7 +133,7 @@ def write_job_outputs(job_dir: Path, job: Job, result: dict) -> None:
 
     atomic_write_text(job_dir / "result.json", json.dumps(result, indent=1, default=str) + "\n")
     curve = result.get("curve") or []
-    if not curve:
+    if not curve or (job_dir / "tb").exists():   # the trainer wrote its own TensorBoard scalars
         return
     try:
         from torch.utils.tensorboard import SummaryWriter

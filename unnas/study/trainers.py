@@ -70,8 +70,25 @@ def _fake_log(cfg, what: str, job) -> None:
 
 
 def default_train(job, cfg, out_dir) -> dict:
-    from .fixednet import train_fixed
-    return train_fixed(job, cfg, out_dir)
+    """The project's fixed-genotype trainer (:func:`unnas.train.train`) on the job's genotype.
+
+    It resumes from the job directory's last checkpoint, so a job taken over from a killed worker
+    continues where that worker's last completed epoch left off (exactly, by the trainer's design).
+    Unless ``STUDY.KEEP_CHECKPOINTS``, the checkpoints are deleted once the job is done.
+    """
+    from unnas.train import train
+
+    from .config import trainer_cfg
+
+    tcfg = trainer_cfg(cfg, job.genotype, out_dir)
+    result = train(tcfg, genotype=job.genotype, out_dir=out_dir, progress=False, resume=True, tensorboard=True)
+    if not cfg.STUDY.KEEP_CHECKPOINTS:
+        for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
+            p = Path(out_dir) / name
+            if p.exists():
+                p.unlink()
+        result["checkpoint_last"] = result["checkpoint_best"] = None
+    return result
 
 
 def resolve_trainer(spec: str | TrainFn) -> TrainFn:
