@@ -155,6 +155,15 @@ def cmd_run(argv) -> int:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and args.workers > 1:
             raise ConfigError("use either torchrun ranks or --workers, not both")
+        if world > 1:
+            # torchrun ranks are independent workers (one job each at a time), not one DDP job:
+            # hide the world from the trainer, and give each rank its own GPU.
+            os.environ["WORLD_SIZE"] = "1"
+            import torch
+            if cfg.DEVICE == "auto" and torch.cuda.is_available():
+                cfg.defrost()
+                cfg.DEVICE = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+                cfg.freeze()
         from unnas.study.trainers import resolve_trainer
         resolve_trainer(cfg.STUDY.TRAINER)
         _preflight(cfg)

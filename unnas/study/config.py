@@ -88,7 +88,7 @@ def study_defaults() -> CN:
     cfg.STUDY.JOURNAL = "wal"        # wal (one host) | delete (network file systems shared by machines)
     cfg.STUDY.BOOTSTRAP = 1000       # bootstrap resamples for the 95% intervals (0 = none)
     cfg.STUDY.BOOTSTRAP_SEED = 0
-    cfg.STUDY.THREADS = 0            # torch threads per worker (0 = cores / workers)
+    cfg.STUDY.THREADS = 0            # torch threads per worker (0 = 1; parallelise with --workers)
     cfg.STUDY.FAKE_SECONDS = 0.0     # fake trainer: seconds per job (tests and demos of the engine)
     cfg.STUDY.FAKE_TABLE = ""        # fake trainer: JSON {task: {arch_id: accuracy}} to return exactly
     cfg.STUDY.FAKE_LOG = ""          # fake trainer: append "start|end key pid" lines here (audit in tests)
