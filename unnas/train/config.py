@@ -58,6 +58,7 @@ def train_defaults() -> CN:
     cfg.OUT_DIR = "runs/train"
     cfg.SEED = 1
     cfg.DEVICE = "auto"              # auto | cpu | cuda | cuda:N
+    cfg.NUM_THREADS = 0              # CPU threads for torch (0 = torch's default); 1 is fastest on a busy machine
     cfg.LOG_PERIOD = 20              # steps between JSON-lines / TensorBoard step scalars
     cfg.DETERMINISTIC = True         # torch.use_deterministic_algorithms where the backend allows
     return cfg
@@ -97,6 +98,7 @@ def validate_train_cfg(cfg: CN) -> None:
     check(cfg.AMP in ("none", "bf16", "fp16"), f"AMP must be none, bf16 or fp16, got {cfg.AMP!r}")
     check(cfg.DATA.MAX_TRAIN >= 0 and cfg.DATA.MAX_TEST >= 0, "DATA.MAX_TRAIN/MAX_TEST must be >= 0")
     check(cfg.LOG_PERIOD >= 1, "LOG_PERIOD must be >= 1")
+    check(cfg.NUM_THREADS >= 0, "NUM_THREADS must be >= 0 (0 = torch's default)")
     check(bool(str(cfg.MODEL.GENOTYPE).strip()) or bool(cfg.TRAIN.INIT_FROM),
           "MODEL.GENOTYPE is empty; give a zoo name (e.g. DARTS_V2), a genotype file or a Genotype(...) string")
     try:
