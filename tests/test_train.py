@@ -295,3 +295,50 @@ def test_info_tool_json_and_errors(capsys):
     assert info.main(["DARTS_V9"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("info.py: error:") and "DARTS_V2" in err
+
+
+def _tiny_cityscapes(root):
+    """A 4-image Cityscapes tree (train and val) with trainId label maps of 3 vertical stripes."""
+    import numpy as np
+    from PIL import Image
+    for split in ("train", "val"):
+        for k in range(4):
+            img = np.zeros((48, 96, 3), dtype=np.uint8)
+            label = np.repeat((np.arange(96) // 32)[None, :], 48, axis=0).astype(np.uint8)
+            label[:4] = 255
+            img[..., 0] = 60 * label.clip(0, 3) + 20
+            img[..., 2] = 10 * k
+            d_img, d_gt = root / "leftImg8bit" / split / "aachen", root / "gtFine" / split / "aachen"
+            d_img.mkdir(parents=True, exist_ok=True)
+            d_gt.mkdir(parents=True, exist_ok=True)
+            stem = f"aachen_{k:06d}_000019"
+            Image.fromarray(img).save(d_img / f"{stem}_leftImg8bit.png")
+            Image.fromarray(label).save(d_gt / f"{stem}_gtFine_labelTrainIds.png")
+    return root
+
+
+def test_segmentation_training_reports_miou(tmp_path):
+    root = _tiny_cityscapes(tmp_path / "city")
+    cfg = load_cfg(train_defaults(), str(ROOT / "experiments" / "train" / "cityscapes_seg.yaml"),
+                   ["DATA.ROOT", str(root), "DATA.IM_SIZE", "32", "DATA.TEST_IM_SIZE", "32", "DATA.NUM_WORKERS", "0",
+                    "MODEL.WIDTH", "4", "MODEL.DEPTH", "3", "TASK.SEG_ASPP_CHANNELS", "8", "TRAIN.BATCH_SIZE", "2",
+                    "TRAIN.TEST_BATCH_SIZE", "2", "TRAIN.EPOCHS", "1", "DEVICE", "cpu"], validate_train_cfg)
+    out = train(cfg, out_dir=tmp_path / "run", progress=False, tensorboard=False)
+    assert out["metric"] == "miou" and 0 <= out["final"] <= 100 and "pixel_acc" in out["final_test"]
+    assert out["stem"] == "imagenet"
+    state = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=False)
+    assert state["meta"]["single_reduction"] is True
+
+
+def test_cli_probe_and_finetune_flags(capsys, tmp_path):
+    pre = tmp_path / "rot"
+    tiny = TINY[:-6]
+    assert _cli(["--genotype", "DARTS_V2", "--task", "rot", "--out", str(pre), "--no-progress", "--epochs", "1"] + tiny,
+                capsys)[0] == 0
+    ckpt = str(pre / "checkpoint_last.pt")
+    assert _cli(["--probe", ckpt, "--out", str(tmp_path / "p"), "--no-progress", "--epochs", "1"] + tiny, capsys)[0] == 0
+    s = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert s["linear_probe"] and s["task"] == "cls" and s["init_from"]["task"] == "rot"
+    assert _cli(["--finetune", ckpt, "--out", str(tmp_path / "f"), "--no-progress", "--epochs", "1"] + tiny, capsys)[0] == 0
+    s = json.loads((tmp_path / "f" / "summary.json").read_text())
+    assert not s["linear_probe"] and s["init_from"]["path"] == ckpt
