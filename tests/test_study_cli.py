@@ -65,6 +65,8 @@ def test_sample_analyze_and_status(tmp_path, capsys):
     (["MODEL.WIDTH"], "KEY VALUE pairs"),
     (["--cfg", "/nonexistent.yaml"], "not found"),
     (["--num-archs", "1"], "NUM_ARCHS >= 2"),
+    (["--tasks", "rot,jig"], "reference task cls is not in STUDY.TASKS"),
+    (["--supervised-table", "/nonexistent.csv"], "not found"),
     (["--dataset", "nope"], "nope"),
     (["--trainer", "no_such_module:fn"], "cannot import"),
     (["analyze", "/nonexistent/run"], "holds no study"),

@@ -88,6 +88,7 @@ def study_defaults() -> CN:
     cfg.STUDY.JOURNAL = "wal"        # wal (one host) | delete (network file systems shared by machines)
     cfg.STUDY.BOOTSTRAP = 1000       # bootstrap resamples for the 95% intervals (0 = none)
     cfg.STUDY.BOOTSTRAP_SEED = 0
+    cfg.STUDY.EPOCH_LOG = True       # print each job's per-epoch line (lr, loss, test metric, time)
     cfg.STUDY.THREADS = 0            # torch threads per worker (0 = 1; parallelise with --workers)
     cfg.STUDY.FAKE_SECONDS = 0.0     # fake trainer: seconds per job (tests and demos of the engine)
     cfg.STUDY.FAKE_TABLE = ""        # fake trainer: JSON {task: {arch_id: accuracy}} to return exactly
@@ -190,5 +191,16 @@ def validate_study_cfg(cfg: CN) -> None:
             trainer_cfg(job_cfg(cfg, t, 1), "DARTS_V2", cfg.OUT_DIR)
         except ConfigError as exc:
             raise ConfigError(f"task {t} (TASK_RECIPES.{t.upper()} over the base config): {exc.args[0]}") from None
+    try:
+        reference = canonical_task_name(str(s.SUPERVISED))
+    except KeyError as exc:
+        raise ConfigError(f"STUDY.SUPERVISED: {exc.args[0]}") from None
+    if s.SUPERVISED_TABLE:
+        from pathlib import Path
+        check(Path(s.SUPERVISED_TABLE).is_file(), f"supervised table {s.SUPERVISED_TABLE} not found")
+    else:
+        check(reference in tasks, f"the reference task {reference} is not in STUDY.TASKS {tasks}: add it to --tasks "
+                                  "or pass --supervised-table")
     # canonical, lower-case task names from here on
     cfg.STUDY.TASKS = tasks
+    cfg.STUDY.SUPERVISED = reference

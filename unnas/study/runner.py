@@ -156,7 +156,28 @@ def write_job_outputs(job_dir: Path, job: Job, result: dict) -> None:
         writer.close()
 
 
-USER_ERRORS: tuple = (ConfigError,)
+class _EpochLog(logging.Handler):
+    """Per-epoch progress of the running job: the trainer's ``unnas.train`` log lines, prefixed."""
+
+    def __init__(self, worker: str, job: Job, echo: Callable[[str], None]):
+        super().__init__(logging.INFO)
+        self.prefix, self.echo = f"[{worker}] {job.key}", echo
+        self.logger = logging.getLogger("unnas.train")
+        self.old_level = self.logger.level
+        if self.logger.getEffectiveLevel() > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+
+    def emit(self, record):
+        msg = record.getMessage()
+        if msg.startswith("epoch "):
+            self.echo(f"{self.prefix} {msg}")
+
+    def close(self):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.old_level)
+        super().close()
+
 
 
 def _user_errors() -> tuple:
@@ -195,6 +216,7 @@ def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str
             hb = _Heartbeat(store.path, s.JOURNAL, job, token, s.HEARTBEAT_SECONDS)
             hb.start()
             t0 = time.time()
+            epoch_log = _EpochLog(worker, job, echo) if s.EPOCH_LOG else None
             try:
                 result = dict(check_result(train_fn(job, job_cfg(cfg, job.task, job.seed), job_dir), job))
             except KeyboardInterrupt:
@@ -212,8 +234,12 @@ def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str
                 echo(f"[{worker}] FAILED {job.key}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} | "
                      f"{progress_line(store, s.LEASE_SECONDS, shard, worker)}")
                 continue
+            finally:
+                if epoch_log is not None:
+                    epoch_log.close()
             hb.stop()
-            result.setdefault("wall_time", time.time() - t0)
+            result["job_seconds"] = time.time() - t0          # everything, set-up included (ETA)
+            result.setdefault("wall_time", result["job_seconds"])
             result.update({"arch_id": job.arch_id, "task": job.task, "seed": job.seed, "worker": worker,
                            "genotype": job.genotype.to_dict()})
             result.setdefault("config", job_cfg(cfg, job.task, job.seed).dump())
@@ -222,7 +248,7 @@ def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str
                 stats["ran"] += 1
                 metric = result.get("metric", "metric")
                 echo(f"[{worker}] done {job.key}: best {metric} {result['best']:.2f}, final {result['final']:.2f} "
-                     f"({_fmt_time(result['wall_time'])}) | {progress_line(store, s.LEASE_SECONDS, shard, worker)}")
+                     f"({_fmt_time(result['job_seconds'])}) | {progress_line(store, s.LEASE_SECONDS, shard, worker)}")
             else:
                 stats["discarded"] += 1
                 echo(f"[{worker}] {job.key} was finished by another worker meanwhile; this result is discarded")

@@ -201,7 +201,7 @@ class Store:
             db.execute("UPDATE jobs SET state = 'done', worker = ?, token = ?, finished_at = ?, heartbeat = ?, error = NULL, "
                        "best = ?, final = ?, wall = ?, result = ? WHERE arch_id = ? AND task = ? AND seed = ?",
                        (worker, token, t, t, _num(result.get("best")), _num(result.get("final")),
-                        _num(result.get("wall_time")), payload, *key))
+                        _num(result.get("job_seconds", result.get("wall_time"))), payload, *key))
             db.execute("UPDATE attempts SET ended = ?, outcome = 'done' WHERE token = ?", (t, token))
             return True
 
