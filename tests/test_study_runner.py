@@ -144,3 +144,20 @@ def test_shards_cover_the_study_exactly_once(tmp_path):
     keys = [k for _, k in ran]
     assert len(keys) == len(set(keys)) == 30
     assert len({i for i, _ in ran}) == 3
+
+
+def test_jobs_of_dead_local_workers_are_taken_over_at_once(tmp_path):
+    import socket
+
+    from unnas.study.runner import expire_dead_local_workers, open_store
+
+    cfg = _cfg(tmp_path, "STUDY.NUM_ARCHS", "2", "STUDY.TASKS", "['cls']")
+    store, _ = prepare_study(cfg, cfg.OUT_DIR)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    job, _ = store.claim(f"{socket.gethostname()}:{dead.pid}", lease=3600)
+    other, _ = store.claim(f"elsewhere:{os.getpid()}", lease=3600)
+    assert expire_dead_local_workers(store) == 1          # the remote worker's job is left alone
+    assert store.claim("me", lease=3600)[0] == job
+    assert store.counts()["running"] == 2 and other != job
+    store.close()

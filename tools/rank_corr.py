@@ -140,8 +140,21 @@ def _preflight(cfg) -> None:
                             "and pass --supervised-table")
 
 
+class _Interrupted(Exception):
+    """Ctrl-C during the run (KeyboardInterrupt re-raised past the generic handler)."""
+
+
 def cmd_run(argv) -> int:
     args = _parse_run_args(argv)
+    try:
+        return _cmd_run(args)
+    except (KeyboardInterrupt, _Interrupted):
+        print(f"\n{PROG}: interrupted; running jobs were put back in the queue. Rerun the same command "
+              "(or `run --out DIR`) to resume.", file=sys.stderr)
+        return 130
+
+
+def _cmd_run(args) -> int:
     with user_errors(PROG):
         from unnas.config import ConfigError
         from unnas.study.jobs import parse_shard
@@ -180,7 +193,10 @@ def cmd_run(argv) -> int:
                   f"({new} new, {c['done']} done), {args.workers * world} workers"
                   + (f", shard {shard[0]}/{shard[1]}" if shard else ""), flush=True)
         wait = args.wait or (world > 1 and rank == 0)
-        run_workers(cfg, out, args.workers, shard=shard, wait=wait, echo=lambda s: print(s, flush=True))
+        try:
+            run_workers(cfg, out, args.workers, shard=shard, wait=wait, echo=lambda s: print(s, flush=True))
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
         if rank != 0:
             return 0
         from unnas.study.runner import open_store

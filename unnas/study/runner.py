@@ -70,6 +70,25 @@ def prepare_study(cfg, run_dir, archs: list[Arch] | None = None) -> tuple[Store,
     return store, new
 
 
+def expire_dead_local_workers(store: Store) -> int:
+    """Running jobs of workers on this host whose process is gone: expire their lease now instead
+    of after STUDY.LEASE_SECONDS (a reused pid only delays this to the normal lease expiry)."""
+    host = socket.gethostname()
+    dead = []
+    for j in store.jobs("running"):
+        parts = (j["worker"] or "").split(":")
+        if len(parts) >= 2 and parts[0] == host and parts[1].isdigit():
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                dead.append(j)
+            except PermissionError:
+                pass
+    for j in dead:
+        store.expire(Job(j["arch_id"], j["task"], j["seed"]), j["worker"])
+    return len(dead)
+
+
 def worker_name(label: str | None = None) -> str:
     rank = os.environ.get("RANK")
     parts = [socket.gethostname(), str(os.getpid())]
@@ -200,6 +219,7 @@ def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str
     genotypes = {a.id: a.genotype for a in store.archs()}
     stats = {"ran": 0, "failed": 0, "discarded": 0}
     user_errors = _user_errors()
+    expire_dead_local_workers(store)
     try:
         while max_jobs is None or stats["ran"] + stats["failed"] < max_jobs:
             claimed = store.claim(worker, s.LEASE_SECONDS, shard, s.MAX_ATTEMPTS)
@@ -210,11 +230,15 @@ def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str
                     continue
                 break
             key, token = claimed
-            job = Job(key.arch_id, key.task, key.seed, genotypes[key.arch_id])
-            job_dir = run_dir / "jobs" / job.dirname
-            job_dir.mkdir(parents=True, exist_ok=True)
-            hb = _Heartbeat(store.path, s.JOURNAL, job, token, s.HEARTBEAT_SECONDS)
-            hb.start()
+            try:
+                job = Job(key.arch_id, key.task, key.seed, genotypes[key.arch_id])
+                job_dir = run_dir / "jobs" / job.dirname
+                job_dir.mkdir(parents=True, exist_ok=True)
+                hb = _Heartbeat(store.path, s.JOURNAL, job, token, s.HEARTBEAT_SECONDS)
+                hb.start()
+            except BaseException:
+                store.release(key, token)
+                raise
             t0 = time.time()
             epoch_log = _EpochLog(worker, job, echo) if s.EPOCH_LOG else None
             try:

@@ -224,6 +224,12 @@ class Store:
             if cur.rowcount:
                 db.execute("UPDATE attempts SET ended = ?, outcome = 'released' WHERE token = ?", (time.time(), token))
 
+    def expire(self, job: Job, worker: str) -> None:
+        """Mark a running job's lease as expired now (its worker is known to be dead)."""
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET heartbeat = 0 WHERE arch_id = ? AND task = ? AND seed = ? AND state = 'running' "
+                       "AND worker = ?", (job.arch_id, job.task, job.seed, worker))
+
     def reset_failed(self, tasks: Sequence[str] | None = None) -> int:
         with self.transaction() as db:
             q = "UPDATE jobs SET state = 'pending', attempts = 0, error = NULL, token = NULL WHERE state = 'failed'"
