@@ -161,3 +161,29 @@ def test_jobs_of_dead_local_workers_are_taken_over_at_once(tmp_path):
     assert store.claim("me", lease=3600)[0] == job
     assert store.counts()["running"] == 2 and other != job
     store.close()
+
+
+def test_a_failing_job_is_recorded_and_retried_on_request(tmp_path):
+    from unnas.study.runner import open_store
+
+    cfg = _cfg(tmp_path, "STUDY.NUM_ARCHS", "3", "STUDY.TASKS", "['cls', 'rot']")
+    store, _ = prepare_study(cfg, cfg.OUT_DIR)
+    lines = []
+
+    def flaky(job, c, d):
+        if job.arch_id == "a0001" and job.task == "rot":
+            raise RuntimeError("diverged")
+        return {"best": 50.0, "final": 49.0}
+    assert run_worker(cfg, cfg.OUT_DIR, flaky, echo=lines.append) == {"ran": 5, "failed": 1, "discarded": 0}
+    assert any("FAILED a0001/rot/1: RuntimeError: diverged" in ln for ln in lines)
+    failed = store.jobs("failed")
+    assert len(failed) == 1 and "diverged" in failed[0]["error"]
+    assert store.reset_failed() == 1
+    assert run_worker(cfg, cfg.OUT_DIR, lambda j, c, d: {"best": 1.0, "final": 1.0}, echo=lines.append)["ran"] == 1
+    assert store.counts()["done"] == 6
+    # a result without a finite metric is a failure, not a stored NaN
+    cfg2 = _cfg(tmp_path / "b", "STUDY.NUM_ARCHS", "2", "STUDY.TASKS", "['cls']")
+    prepare_study(cfg2, cfg2.OUT_DIR)
+    assert run_worker(cfg2, cfg2.OUT_DIR, lambda j, c, d: {"best": float("nan"), "final": 1.0},
+                      echo=lines.append)["failed"] == 2
+    store.close()
