@@ -24,13 +24,13 @@ def search_defaults() -> CN:
     cfg.SEARCH = CN()
     cfg.SEARCH.ALGO = "darts"
     cfg.SEARCH.ORDER = "first"       # first | second (unrolled, finite-difference Hessian-vector product)
-    cfg.SEARCH.EPOCHS = 4
-    cfg.SEARCH.BATCH_SIZE = 32       # per optimisation step, over all processes
+    cfg.SEARCH.EPOCHS = 3
+    cfg.SEARCH.BATCH_SIZE = 16       # per optimisation step, over all processes
     cfg.SEARCH.PORTION = 0.5         # fraction of the training split for the weights; the rest drives alphas
     cfg.SEARCH.ARCH_START_EPOCH = 0.0  # warm-up: alphas are frozen before this (fractional) epoch
-    cfg.SEARCH.STEPS_PER_EPOCH = 12  # cap on weight steps per epoch (0 = a full pass over the weight half)
+    cfg.SEARCH.STEPS_PER_EPOCH = 10  # cap on weight steps per epoch (0 = a full pass over the weight half)
     cfg.SEARCH.EVAL_PERIOD = 1       # evaluate on the held-out (architecture) half every N epochs
-    cfg.SEARCH.EVAL_BATCHES = 8      # cap on evaluation batches (0 = the whole half)
+    cfg.SEARCH.EVAL_BATCHES = 4      # cap on evaluation batches (0 = the whole half)
     cfg.SEARCH.EVAL_BN = "batch"     # batch | running: BN statistics used for the held-out evaluation
     cfg.SEARCH.PARTIAL_CHANNELS = 1  # PC-DARTS K (1 = plain DARTS)
     cfg.SEARCH.EDGE_NORM = False     # PC-DARTS edge normalisation
