@@ -19,7 +19,7 @@ from unnas.config import ConfigError, check
 RECIPE_TASKS = ("CLS", "ROT", "COL", "JIG", "SEG")
 # Keys that do not change what a job trains (so changing them never invalidates a store).
 _NON_TRAINING = {
-    "OUT_DIR", "DEVICE", "SEED", "DATA.ROOT", "DATA.NUM_WORKERS", "DATA.DOWNLOAD", "STUDY", "LOG_PERIOD",
+    "OUT_DIR", "DEVICE", "SEED", "DATA.ROOT", "DATA.NUM_WORKERS", "DATA.DOWNLOAD", "STUDY", "LOG_PERIOD", "NUM_THREADS",
 }
 
 
@@ -58,6 +58,7 @@ def study_defaults() -> CN:
     cfg.TRAIN.BATCH_SIZE = 64        # images per step before the task expands them (rot x4, jig x4 tiles)
     cfg.TRAIN.TEST_BATCH_SIZE = 128
     cfg.LOG_PERIOD = 50
+    cfg.NUM_THREADS = 1              # torch threads per worker; parallelise a study with --workers instead
 
     # Per-task recipes; defaults follow the release (cls/col: the base OPTIM.LR and TRAIN.BATCH_SIZE;
     # rot/jig: lr 0.025 and a smaller batch: a quarter in the release, half in the small default).
@@ -89,7 +90,6 @@ def study_defaults() -> CN:
     cfg.STUDY.BOOTSTRAP = 1000       # bootstrap resamples for the 95% intervals (0 = none)
     cfg.STUDY.BOOTSTRAP_SEED = 0
     cfg.STUDY.EPOCH_LOG = True       # print each job's per-epoch line (lr, loss, test metric, time)
-    cfg.STUDY.THREADS = 0            # torch threads per worker (0 = 1; parallelise with --workers)
     cfg.STUDY.FAKE_SECONDS = 0.0     # fake trainer: seconds per job (tests and demos of the engine)
     cfg.STUDY.FAKE_TABLE = ""        # fake trainer: JSON {task: {arch_id: accuracy}} to return exactly
     cfg.STUDY.FAKE_LOG = ""          # fake trainer: append "start|end key pid" lines here (audit in tests)

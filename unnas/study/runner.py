@@ -292,7 +292,7 @@ def _spawned_worker(cfg_yaml: str, run_dir: str, trainer, label: str, shard, thr
         cfg.DEVICE = f"cuda:{index % torch.cuda.device_count()}"
     cfg.freeze()
     try:
-        run_worker(cfg, run_dir, trainer, worker_name(label), shard, wait)
+        run_worker(cfg, run_dir, trainer, worker_name(label), shard, wait, echo=lambda m: print(m, flush=True))
     except _user_errors() as exc:
         print(f"[{label}] error: {' '.join(str(exc.args[0] if exc.args else exc).split())}", flush=True)
         raise SystemExit(2)
@@ -301,10 +301,12 @@ def _spawned_worker(cfg_yaml: str, run_dir: str, trainer, label: str, shard, thr
 
 
 def threads_per_worker(cfg, workers: int) -> int:
-    """``STUDY.THREADS``, else 1: a study is many small independent jobs, so processes (``--workers``,
-    one per core) scale better than intra-op threads, and threads on a busy machine oversubscribe
-    the cores (measured: one job 2 s with 1 thread, 50 s with 2 threads on 2 cores at load 5)."""
-    return int(cfg.STUDY.THREADS) if cfg.STUDY.THREADS else 1
+    """``NUM_THREADS`` (study default 1; 0 = torch's default): a study is many small independent jobs,
+    so processes (``--workers``, one per core) scale better than intra-op threads, and threads on a
+    busy machine oversubscribe the cores (measured: one job 2 s with 1 thread, 50 s with 2 threads
+    on 2 cores at load 5)."""
+    import torch
+    return int(cfg.NUM_THREADS) if cfg.NUM_THREADS > 0 else torch.get_num_threads()
 
 
 def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait: bool = False,
