@@ -78,6 +78,13 @@ def validate_search_cfg(cfg: CN) -> None:
           f"SEARCH.ARCH_START_EPOCH ({cfg.SEARCH.ARCH_START_EPOCH}) >= SEARCH.EPOCHS ({cfg.SEARCH.EPOCHS}): "
           "the architecture would never be updated")
     check(cfg.SEARCH.PARTIAL_CHANNELS >= 1, "SEARCH.PARTIAL_CHANNELS must be >= 1")
+    import inspect
+    from search_spaces import get_space
+    space = get_space(cfg.MODEL.SPACE)
+    check(cfg.SEARCH.PARTIAL_CHANNELS == 1 or "partial_channels" in inspect.signature(space.build_supernet).parameters,
+          "SEARCH.PARTIAL_CHANNELS > 1 (PC-DARTS partial channels) is not available in this version; set it to 1")
+    check(not cfg.SEARCH.EDGE_NORM or "edge_normalization" in inspect.signature(space.new_arch_parameters).parameters,
+          "SEARCH.EDGE_NORM (PC-DARTS edge normalisation) is not available in this version; set it to False")
     check(cfg.SEARCH.EVAL_BN in ("batch", "running"), f"SEARCH.EVAL_BN must be batch or running, got {cfg.SEARCH.EVAL_BN!r}")
     check(cfg.ARCH.OPTIMIZER in ("adam", "sgd"), f"ARCH.OPTIMIZER must be adam or sgd, got {cfg.ARCH.OPTIMIZER!r}")
     check(len(cfg.ARCH.BETAS) == 2 and all(0 <= b < 1 for b in cfg.ARCH.BETAS), "ARCH.BETAS must be two numbers in [0, 1)")
