@@ -130,3 +130,14 @@ def test_col_soft_encoding_and_rebalance(tmp_path):
     np.save(tmp_path / "bad.npy", prior[:10])
     with pytest.raises(ValueError, match="313"):
         build_task("col", INFO, col_rebalance=True, col_prior_file=str(tmp_path / "bad.npy"))
+
+
+def test_rgb_table_fast_path_equals_conversion():
+    x = _images(2, 24, 24, seed=5)
+    ab = color.rgb_to_lab(x)[:, 1:].permute(0, 2, 3, 1)
+    assert torch.equal(color.nearest_bin_rgb(x), color.nearest_bin(ab))
+    assert torch.equal(color.rgb_to_lightness(x), color.rgb_to_lab(x)[:, :1])
+    task = build_task("col", INFO)
+    fast_in, fast_t = task.make_batch(x, None, True, None)
+    slow_in, slow_ab = task.lab_input(x)
+    assert torch.equal(fast_in, slow_in) and torch.equal(fast_t, color.nearest_bin(slow_ab))

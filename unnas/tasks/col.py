@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from typing import NamedTuple
 
 from .base import Task, TopKMeter
-from .color import NUM_BINS, ab_bins, nearest_bin, nearest_bins, rgb_to_lab
+from .color import NUM_BINS, ab_bins, nearest_bin, nearest_bin_rgb, nearest_bins, rgb_to_lab, rgb_to_lightness
 from .registry import TASKS
 
 SOFT_K = 5
@@ -115,6 +115,10 @@ class ColorizationTask(Task):
         return x.contiguous(), lab[:, 1:].permute(0, 2, 3, 1)
 
     def make_batch(self, images, labels, train, generator=None):
+        if not (self.soft or self.rebalance) and images.dtype == torch.uint8:
+            # fast path, same values: L alone, and the per-colour nearest-bin table
+            x = (rgb_to_lightness(images) / 100.0 - self.l_mean) / self.l_std
+            return x, nearest_bin_rgb(images)
         x, ab = self.lab_input(images)
         if not (self.soft or self.rebalance):
             return x, nearest_bin(ab)

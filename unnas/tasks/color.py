@@ -82,6 +82,15 @@ def rgb_to_lab(rgb: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
 
 
+def rgb_to_lightness(rgb: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(..., 3, H, W) RGB -> (..., 1, H, W) L only (the same values as ``rgb_to_lab(rgb)[..., :1, :, :]``)."""
+    lin = _linear_lut(rgb.device, dtype)[rgb.long()] if rgb.dtype == torch.uint8 else _linearize(rgb, dtype)
+    wy = torch.tensor(XYZ_FROM_RGB[1], dtype=dtype, device=rgb.device) / WHITE_D65[1]
+    y = torch.einsum("j,...jhw->...hw", wy, lin).unsqueeze(-3)
+    f = torch.where(y > 0.008856, y.clamp_min(0).pow(1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
+    return 116.0 * f - 16.0
+
+
 def _cube_surface(n: int) -> torch.Tensor:
     """(6 n^2, 3, 1, 1) float64 RGB samples on the faces of the unit cube."""
     v = torch.linspace(0, 1, n, dtype=torch.float64)
@@ -214,6 +223,58 @@ class BinLookup:
 @lru_cache(maxsize=8)
 def bin_lookup(device: str) -> BinLookup:
     return BinLookup(ab_bins(), device)
+
+
+_RGB_BIN_LUT: dict = {}
+
+
+def rgb_bin_table(device) -> torch.Tensor:
+    """(2^24,) int16: nearest bin of every 8-bit sRGB colour (index r*65536 + g*256 + b).
+
+    Built once (3-12 s on a CPU) and cached on disk (32 MiB) and per device, with exactly
+    ``nearest_bin(rgb_to_lab(colour)[ab])``, so looking a pixel up gives the same bin as converting
+    it; it turns colorization targets of uint8 images into one gather.
+    """
+    key = str(torch.device(device))
+    if key not in _RGB_BIN_LUT:
+        _RGB_BIN_LUT[key] = _cached_rgb_bin_table().to(device)
+    return _RGB_BIN_LUT[key]
+
+
+def _cached_rgb_bin_table() -> torch.Tensor:
+    """The table on the CPU, from the disk cache when there (32 MiB .npy), else built and saved."""
+    path = cache_dir() / f"rgb_bin_table_v{_BINS_VERSION}.npy"
+    if path.is_file():
+        try:
+            arr = np.load(path)
+            if arr.shape == (1 << 24,) and arr.dtype == np.int16 and 0 <= arr.min() and arr.max() < NUM_BINS:
+                return torch.from_numpy(arr)
+        except (OSError, ValueError):
+            pass
+    table = _build_rgb_bin_table("cpu")
+    try:
+        atomic_save_npy(path, table.numpy())
+    except OSError:
+        pass
+    return table
+
+
+def _build_rgb_bin_table(device) -> torch.Tensor:
+    table = torch.empty(1 << 24, dtype=torch.int16, device=device)
+    levels = torch.arange(256, device=device, dtype=torch.uint8)
+    g, b = torch.meshgrid(levels, levels, indexing="ij")
+    for r in range(0, 256, 16):   # 16 red levels (1M colours) per chunk bounds the peak memory
+        rr = torch.arange(r, r + 16, device=device, dtype=torch.uint8).view(16, 1, 1).expand(16, 256, 256)
+        rgb = torch.stack((rr, g.expand(16, -1, -1), b.expand(16, -1, -1)), dim=1)  # (16, 3, 256, 256)
+        ab = rgb_to_lab(rgb)[:, 1:].permute(0, 2, 3, 1)
+        table[r << 16:(r + 16) << 16] = nearest_bin(ab).reshape(-1).to(torch.int16)
+    return table
+
+
+def nearest_bin_rgb(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> (B, H, W) long nearest-bin index of each pixel's colour (table lookup)."""
+    code = (images[:, 0].int() << 16) | (images[:, 1].int() << 8) | images[:, 2].int()
+    return rgb_bin_table(images.device)[code.long()].long()
 
 
 def nearest_bin(ab: torch.Tensor) -> torch.Tensor:
