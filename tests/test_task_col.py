@@ -136,8 +136,113 @@ def test_rgb_table_fast_path_equals_conversion():
     x = _images(2, 24, 24, seed=5)
     ab = color.rgb_to_lab(x)[:, 1:].permute(0, 2, 3, 1)
     assert torch.equal(color.nearest_bin_rgb(x), color.nearest_bin(ab))
-    assert torch.equal(color.rgb_to_lightness(x), color.rgb_to_lab(x)[:, :1])
+    # L of uint8 input comes from a 3 x 256 LUT + one cube root: the same values to float rounding
+    assert torch.allclose(color.rgb_to_lightness(x), color.rgb_to_lab(x)[:, :1], rtol=0, atol=3e-5)
     task = build_task("col", INFO)
     fast_in, fast_t = task.make_batch(x, None, True, None)
     slow_in, slow_ab = task.lab_input(x)
-    assert torch.equal(fast_in, slow_in) and torch.equal(fast_t, color.nearest_bin(slow_ab))
+    assert fast_in.shape == slow_in.shape == (2, 1, 24, 24) and fast_in.dtype == torch.float32
+    assert torch.allclose(fast_in, slow_in, rtol=0, atol=2e-6) and torch.equal(fast_t, color.nearest_bin(slow_ab))
+
+
+def _sample_colours(n=20000, seed=7):
+    """uint8 (m, 3, 1, 1): the 8 cube corners, every grey, the 12 cube edges every 15 levels, n random."""
+    lv = list(range(0, 256, 15)) + [255]
+    pts = [(r, g, b) for r in (0, 255) for g in (0, 255) for b in (0, 255)]
+    pts += [(v, v, v) for v in range(256)]
+    for axis in range(3):
+        for u in (0, 255):
+            for w in (0, 255):
+                for v in lv:
+                    p = [u, w]
+                    p.insert(axis, v)
+                    pts.append(tuple(p))
+    rand = torch.randint(0, 256, (n, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    return torch.cat([torch.tensor(pts, dtype=torch.uint8), rand])[:, :, None, None]
+
+
+def test_rgb_table_is_exact_nearest_bin_on_sample():
+    """The per-colour table gives exactly the converted colour's nearest bin (same float32 Lab),
+    and the float64 nearest bin except where two bins are equally near (float ties)."""
+    rgb = _sample_colours()
+    table = color.rgb_bin_table("cpu")
+    assert table.shape == (1 << 24,) and table.dtype == torch.int16
+    codes = (rgb[:, 0, 0, 0].long() << 16) | (rgb[:, 1, 0, 0].long() << 8) | rgb[:, 2, 0, 0].long()
+    looked_up = table[codes].long()
+    assert torch.equal(color.nearest_bin_rgb(rgb)[:, 0, 0], looked_up)
+    assert torch.equal(looked_up, color.nearest_bin(color.rgb_to_lab(rgb)[:, 1:, 0, 0]))
+    ab64 = color.rgb_to_lab(rgb.double() / 255, dtype=torch.float64)[:, 1:, 0, 0].numpy()
+    bins = color.ab_bins().astype(np.float64)
+    d = ((ab64[:, None, :] - bins[None]) ** 2).sum(-1)
+    ref = d.argmin(1)
+    ours = looked_up.numpy()
+    rows = np.arange(len(ours))
+    assert np.allclose(d[rows, ours], d[rows, ref], rtol=0, atol=1e-3)  # always a nearest bin
+    assert (ours == ref).mean() > 0.999
+
+
+def test_uint8_lightness_lut_matches_float64():
+    rgb = _sample_colours()
+    ref = color.rgb_to_lab(rgb.double() / 255, dtype=torch.float64)[:, :1]
+    ours = color.rgb_to_lightness(rgb)
+    assert ours.dtype == torch.float32 and ours.shape == ref.shape
+    assert (ours.double() - ref).abs().max() < 2e-5          # float32 rounding of L in [0, 100]
+    ours64 = color.rgb_to_lightness(rgb, dtype=torch.float64)
+    assert (ours64 - ref).abs().max() < 1e-9
+    # both branches of f: below and above Y = 0.008856 (L ~ 8), and the normalisation folded in
+    x, t = color.lightness_and_bins(rgb, scale=0.5, shift=-3.0)
+    assert torch.allclose(x.double(), ref * 0.5 - 3.0, rtol=0, atol=2e-5)
+    assert (ref < 7).any() and (ref > 9).any()
+    assert torch.equal(t, color.nearest_bin_rgb(rgb))
+
+
+def test_lightness_and_bins_layouts():
+    x = _images(3, 10, 14, seed=3)
+    l_ref, t_ref = color.lightness_and_bins(x)
+    # (L equal to float rounding only: a vectorised pow may round a loop's tail differently)
+    l_cl, t_cl = color.lightness_and_bins(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(l_cl, l_ref, rtol=0, atol=1e-5) and torch.equal(t_cl, t_ref)
+    l1, t1 = color.lightness_and_bins(x[1])                      # unbatched (3, H, W)
+    assert torch.allclose(l1, l_ref[1], rtol=0, atol=1e-5) and torch.equal(t1, t_ref[1])
+    l5, t5 = color.lightness_and_bins(x.view(1, 3, 3, 10, 14))   # extra leading dims
+    assert torch.allclose(l5[0], l_ref, rtol=0, atol=1e-5) and torch.equal(t5[0], t_ref)
+    l0, t0 = color.lightness_and_bins(x[:0])                     # empty batch
+    assert l0.shape == (0, 1, 10, 14) and t0.shape == (0, 10, 14)
+    with pytest.raises(ValueError):
+        color.lightness_and_bins(x.float())
+
+
+def test_lightness_and_bins_cpu_tiles(monkeypatch):
+    """Tiles of whole images (a CPU memory bound) give the same result as the batch at once."""
+    x = _images(7, 12, 10, seed=4)
+    monkeypatch.setattr(color, "_CPU_TILE_PIXELS", 1 << 30)
+    l_all, t_all = color.lightness_and_bins(x, scale=0.02, shift=-1.5)
+    for tile in (1, 250, 3 * 120):          # 1 image per tile, 2 images, 3 images (uneven tail)
+        monkeypatch.setattr(color, "_CPU_TILE_PIXELS", tile)
+        l_t, t_t = color.lightness_and_bins(x, scale=0.02, shift=-1.5)
+        assert torch.allclose(l_t, l_all, rtol=0, atol=1e-6) and torch.equal(t_t, t_all)
+        assert torch.equal(color.nearest_bin_rgb(x), t_all)
+        assert torch.allclose(color.rgb_to_lightness(x), (l_all + 1.5) / 0.02, rtol=0, atol=1e-4)
+
+
+def test_rgb_table_cache_rebuilt_when_corrupt(tmp_path, monkeypatch):
+    real = color.rgb_bin_table("cpu").clone()     # from the usual cache (built there once)
+    monkeypatch.setenv("UNNAS_CACHE", str(tmp_path))
+    builds = []
+
+    def fake_build(device):
+        builds.append(device)
+        return real.clone()
+
+    monkeypatch.setattr(color, "_build_rgb_bin_table", fake_build)
+    path = tmp_path / f"rgb_bin_table_v{color._BINS_VERSION}.npy"
+    assert torch.equal(color._cached_rgb_bin_table(), real) and len(builds) == 1   # missing: built, saved
+    assert path.is_file() and not list(tmp_path.glob(".*.tmp"))
+    assert torch.equal(color._cached_rgb_bin_table(), real) and len(builds) == 1   # valid: loaded
+    path.write_bytes(path.read_bytes()[:1000])                                      # truncated
+    assert torch.equal(color._cached_rgb_bin_table(), real) and len(builds) == 2
+    np.save(path, ((real.long() + 1) % 313).to(torch.int16).numpy())                # plausible but wrong
+    assert torch.equal(color._cached_rgb_bin_table(), real) and len(builds) == 3
+    np.save(path, real.numpy().astype(np.int32))                                    # wrong dtype
+    assert torch.equal(color._cached_rgb_bin_table(), real) and len(builds) == 4
+    assert torch.equal(torch.from_numpy(np.load(path)), real)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from typing import NamedTuple
 
 from .base import Task, TopKMeter
-from .color import NUM_BINS, ab_bins, nearest_bin, nearest_bin_rgb, nearest_bins, rgb_to_lab, rgb_to_lightness
+from .color import NUM_BINS, ab_bins, lightness_and_bins, nearest_bin, nearest_bins, rgb_to_lab
 from .registry import TASKS
 
 SOFT_K = 5
@@ -116,9 +116,9 @@ class ColorizationTask(Task):
 
     def make_batch(self, images, labels, train, generator=None):
         if not (self.soft or self.rebalance) and images.dtype == torch.uint8:
-            # fast path, same values: L alone, and the per-colour nearest-bin table
-            x = (rgb_to_lightness(images) / 100.0 - self.l_mean) / self.l_std
-            return x, nearest_bin_rgb(images)
+            # fast path, same values (to float rounding): L through a 3 x 256 LUT and one cube root,
+            # the targets through the per-colour nearest-bin table; the normalisation folded in
+            return lightness_and_bins(images, scale=1.0 / (100.0 * self.l_std), shift=-self.l_mean / self.l_std)
         x, ab = self.lab_input(images)
         if not (self.soft or self.rebalance):
             return x, nearest_bin(ab)
