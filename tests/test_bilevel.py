@@ -36,7 +36,9 @@ def test_second_order_matches_finite_differences(monkeypatch, fd_eps, rtol):
     """DARTS' R = 0.01/||v|| is accurate to ~1%; a smaller R converges to the exact gradient."""
     # ReLU and max-pool kinks make any finite-difference check of a tiny network flaky; the
     # algorithm is what is tested here, so use a smooth activation and smooth ops only.
-    monkeypatch.setattr(torch.nn.ReLU, "forward", lambda self, x: torch.nn.functional.softplus(x, beta=4.0))
+    softplus = torch.nn.functional.softplus
+    monkeypatch.setattr(torch.nn.ReLU, "forward", lambda self, x: softplus(x, beta=4.0))
+    monkeypatch.setattr(torch.nn.functional, "relu", lambda x, inplace=False: softplus(x, beta=4.0))
     model, arch, task, w_opt, a_opt, (xt, yt, xv, yv) = _setup(primitives=SMOOTH_OPS)
     xi = 0.5
     step = BilevelStep(model, arch, task, w_opt, a_opt, order="second", fd_eps=fd_eps)

@@ -107,3 +107,34 @@ def test_evaluation_leaves_state_untouched(tmp_path, eval_bn):
     assert 0.0 <= stats["eval_top1"] <= 100.0
     assert all(torch.equal(before[k], v) for k, v in s.model.state_dict().items())
     assert s.model.training
+
+
+def test_pc_darts_search_runs_and_uses_betas(tmp_path):
+    cfg = _cfg(tmp_path, "SEARCH.PARTIAL_CHANNELS", "2", "SEARCH.EDGE_NORM", "True")
+    s = _searcher(cfg, tmp_path)
+    beta0 = s.arch.beta_normal.detach().clone()
+    s.run()
+    assert not torch.equal(beta0, s.arch.beta_normal.detach())      # betas are trained
+    g = Genotype.load(tmp_path / "genotype.json")
+    assert g == s.arch.genotype() and all(op != "none" for op in g.ops())
+
+
+def test_memory_format_and_bf16_options(tmp_path):
+    """channels-last changes the layout, not the values: same alphas as the NCHW run (to float
+    noise); bf16 autocast runs end to end and keeps alphas/weights in fp32."""
+    runs = {}
+    for name, extra in {"nchw": ["SEARCH.CHANNELS_LAST", "False"], "cl": ["SEARCH.CHANNELS_LAST", "True"],
+                        "bf16": ["SEARCH.AMP", "bf16"]}.items():
+        out = tmp_path / name
+        s = _searcher(_cfg(out, "SEARCH.EPOCHS", "1", "DETERMINISTIC", "False", *extra), out)
+        s.run()
+        runs[name] = s
+    a, b = runs["nchw"], runs["cl"]
+    # Adam normalises each step, so float-noise gradients near zero can move an alpha by up to
+    # its LR (3e-4) per step; the losses agree tightly.
+    torch.testing.assert_close(a.arch.alpha_normal, b.arch.alpha_normal, rtol=0, atol=2e-3)
+    torch.testing.assert_close(a.arch.alpha_reduce, b.arch.alpha_reduce, rtol=0, atol=2e-3)
+    for key in ("train_loss", "eval_loss"):
+        assert a.epoch_stats[0][key] == pytest.approx(b.epoch_stats[0][key], rel=1e-3), key
+    assert runs["bf16"].arch.alpha_normal.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in runs["bf16"].model.parameters())

@@ -44,7 +44,7 @@ def test_alphas_shape_init_and_separate_from_weights():
     for m in model.trunk.cells.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             assert not m.affine
-    assert len(model.trunk.cells[0].edges) == 14
+    assert sum(g.m for g in model.trunk.cells[0].groups) == 14  # edges, grouped by input state
 
 
 def test_gradients_reach_both_alpha_tensors():

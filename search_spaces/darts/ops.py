@@ -87,9 +87,22 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x):
         x = self.relu(x)
-        # The shifted branch sees pixels (1, 1), (1, 3), ...; pad so odd sizes keep shapes equal.
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        even, odd = factorized_phases(x)
+        return self.bn(torch.cat([F.conv2d(even, self.conv_1.weight), F.conv2d(odd, self.conv_2.weight)], dim=1))
+
+
+def factorized_phases(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What FactorizedReduce's two stride-2 1x1 convs read: pixels (2i, 2j) and pixels
+    (2i+1, 2j+1), the latter zero-padded at the far edges of odd sizes (DARTS pads x by one pixel
+    and crops the first). Subsampling first and convolving at stride 1 is the same computation,
+    4x less work, and avoids a crash in oneDNN's channels-last stride-2 1x1 convolution backward
+    for odd batch sizes (torch 2.14, CPU)."""
+    fmt = torch.channels_last if (not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)) \
+        else torch.contiguous_format
+    h, w = x.shape[-2:]
+    even = x[:, :, ::2, ::2].contiguous(memory_format=fmt)
+    odd = F.pad(x[:, :, 1::2, 1::2], (0, w % 2, 0, h % 2)).contiguous(memory_format=fmt)
+    return even, odd
 
 
 def _pool(kind: str, c: int, stride: int, affine: bool, bn_after: bool) -> nn.Module:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from .genotype import Genotype, GenotypeError, derive_genotype, num_edges
+from .genotype import Genotype, GenotypeError, num_edges
 from .ops import PRIMITIVES
 from .supernet import ArchParameters, SupernetTrunk
 
@@ -29,14 +29,17 @@ class DartsSpace:
         return [(j, node + 2) for node in range(self.steps) for j in range(node + 2)]
 
     def build_supernet(self, in_channels: int, width: int, depth: int, stem: str = "cifar",
-                       single_reduction: bool = False) -> SupernetTrunk:
-        return SupernetTrunk(in_channels, width, depth, stem, single_reduction, self.primitives, self.steps)
+                       single_reduction: bool = False, partial_channels: int = 1) -> SupernetTrunk:
+        """``partial_channels=K > 1``: PC-DARTS partial channel connections (C/K channels per mixed op)."""
+        return SupernetTrunk(in_channels, width, depth, stem, single_reduction, self.primitives, self.steps,
+                             partial_channels=partial_channels)
 
-    def new_arch_parameters(self, generator=None) -> ArchParameters:
-        return ArchParameters(self.steps, self.primitives, generator)
+    def new_arch_parameters(self, generator=None, edge_normalization: bool = False) -> ArchParameters:
+        """``edge_normalization``: PC-DARTS per-edge weights (softmax over each node's inputs)."""
+        return ArchParameters(self.steps, self.primitives, generator, edge_normalization)
 
     def derive(self, arch: ArchParameters) -> Genotype:
-        return derive_genotype(arch.alpha_normal, arch.alpha_reduce, self.primitives, self.steps)
+        return arch.genotype()
 
     def sample(self, rng: random.Random, allow_none: bool = True, distinct_inputs: bool = False) -> Genotype:
         """Uniform random genotype: each node draws 2 inputs among its predecessors and an op for each.

@@ -3,6 +3,31 @@
 The supernet holds only network weights. Architecture logits live in
 :class:`ArchParameters`, apart from the weights, and their softmax is passed to ``forward``: the
 weight optimiser never sees them and DDP can wrap the supernet alone.
+
+What is computed is exactly the textbook DARTS supernet (``benchmarks/textbook_supernet.py``; a
+test checks outputs and gradients against it), but organised for speed. A cell's 14 edges are
+grouped by the state they read (:class:`EdgeGroup`): the 4 edges leaving ``s0`` are one group, the
+3 leaving node 0 another, and so on. Within a group
+
+* ``none`` is never computed (it contributes exactly zero);
+* the pools, their non-affine BN and the identity skip do not depend on the edge, so they are
+  computed once per group and broadcast to its edges with each edge's weight (same values, same
+  BN running statistics as one BN per edge);
+* the ReLU in front of every conv op is computed once;
+* each conv primitive runs as one convolution over the group's edges stacked along channels
+  (depthwise convs with ``m*C`` groups, pointwise convs with ``m`` groups), so a cell issues a few
+  large kernels instead of ~100 small ones;
+* the mixed-op weight is folded into the last BN of each conv op (``w * BN(x)`` is a BN with
+  scale ``w``): one kernel instead of BN, multiply and add.
+
+Parameter layout therefore differs from the textbook's one-module-per-op; the benchmark module
+maps one onto the other. ``channels_last`` memory format (``SupernetTrunk.use_channels_last``)
+makes oneDNN's depthwise convolutions several times faster on CPU.
+
+PC-DARTS (Xu et al., ICLR 2020) is an option: ``partial_channels=K`` sends only the first C/K
+channels of a state through the mixed ops and passes the rest by (max-pooled when strided), then
+shuffles channels; edge normalisation weights each incoming edge of a node by a softmax over the
+node's edges (``ArchParameters(edge_normalization=True)``).
 """
 from __future__ import annotations
 
@@ -10,10 +35,20 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .genotype import derive_genotype, num_edges
-from .ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op
+from .genotype import Genotype, derive_cell, num_edges
+from .ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op, factorized_phases
 from .stems import build_stem, reduction_layers
+
+# name -> (kernel, dilation, separable: two stacked ReLU-dw-pw-BN blocks)
+CONV_PRIMITIVES = {
+    "sep_conv_3x3": (3, 1, True),
+    "sep_conv_5x5": (5, 1, True),
+    "dil_conv_3x3": (3, 2, False),
+    "dil_conv_5x5": (5, 2, False),
+}
+POOL_PRIMITIVES = ("max_pool_3x3", "avg_pool_3x3")
 
 
 class ArchWeights(NamedTuple):
@@ -28,53 +63,224 @@ class ArchWeights(NamedTuple):
         return ArchWeights(*(None if t is None else t.detach() for t in self))
 
 
-class MixedOp(nn.Module):
-    """sum_k w_k * op_k(x). ``none`` contributes exactly zero, so it is not computed."""
+def weighted_bn(bn: nn.BatchNorm2d, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale * bn(x)`` for a non-affine BN in one kernel, with ``bn``'s running-statistics
+    bookkeeping (``scale`` has one entry per channel)."""
+    if bn.training and bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+    use_batch_stats = bn.training or bn.running_mean is None
+    track = not bn.training or bn.track_running_stats
+    return F.batch_norm(x, bn.running_mean if track else None, bn.running_var if track else None,
+                        scale, None, use_batch_stats, bn.momentum if bn.momentum is not None else 0.0, bn.eps)
 
-    def __init__(self, c: int, stride: int, primitives: Sequence[str] = PRIMITIVES):
+
+class StackedConvOp(nn.Module):
+    """One conv primitive (sep or dil conv) on ``m`` edges at once, edges stacked along channels.
+
+    Input: ReLU(x) repeated ``m`` times along channels; edge ``e`` owns channels ``[e*C, (e+1)*C)``.
+    Depthwise convs have one group per channel, pointwise convs one group per edge, so every edge
+    keeps its own weights, initialised exactly like one ``nn.Conv2d`` per edge (same fan-in).
+    """
+
+    def __init__(self, c: int, m: int, stride: int, kernel: int, dilation: int, separable: bool):
         super().__init__()
-        self.ops = nn.ModuleList()
-        self.op_index = []  # alpha column of each computed op
-        for k, name in enumerate(primitives):
-            if name == "none":
-                continue
-            self.ops.append(build_op(name, c, stride, affine=False, pool_bn=True))
-            self.op_index.append(k)
+        mc = m * c
+        pad = dilation * (kernel - 1) // 2
+        self.separable = separable
+        self.c, self.m = c, m
+        self.dw1 = nn.Conv2d(mc, mc, kernel, stride, pad, dilation, groups=mc, bias=False)
+        self.pw1 = nn.Conv2d(mc, mc, 1, groups=m, bias=False)
+        self.bn1 = nn.BatchNorm2d(mc, affine=False)
+        if separable:
+            self.dw2 = nn.Conv2d(mc, mc, kernel, 1, pad, groups=mc, bias=False)
+            self.pw2 = nn.Conv2d(mc, mc, 1, groups=m, bias=False)
+            self.bn2 = nn.BatchNorm2d(mc, affine=False)
 
-    def forward(self, x, w):
-        out = None
-        for k, op in zip(self.op_index, self.ops):
-            y = w[k] * op(x)
-            out = y if out is None else out + y
-        return out
+    def forward(self, relu_x: torch.Tensor, scales: torch.Tensor) -> list[torch.Tensor]:
+        """``scales``: (m,) mixed-op weight of this primitive on each edge -> m edge outputs."""
+        for bn in (self.bn1, self.bn2) if self.separable else (self.bn1,):
+            if bn.training and bn.track_running_stats:
+                bn.num_batches_tracked.add_(1)
+        return [self.edge(relu_x, e, scales[e]) for e in range(self.m)]
+
+    def edge(self, relu_x: torch.Tensor, e: int, scale: torch.Tensor) -> torch.Tensor:
+        # One edge through its slice of the stacked weights: on CPU, oneDNN's depthwise kernels
+        # are faster on C channels at a time than on m*C stacked ones (cache), so only the
+        # parameters are stacked, not the computation.
+        c = self.c
+        sl = slice(e * c, (e + 1) * c)
+        if self.dw1.stride[0] == 2 and self.dw1.dilation[0] == 2:
+            # A stride-2, dilation-2 conv only ever reads the even pixels: it is a plain conv on
+            # them (padding (k-1)/2), which oneDNN runs ~5x faster than the strided dilated one.
+            y = F.conv2d(relu_x[:, :, ::2, ::2], self.dw1.weight[sl], None, 1, self.dw1.padding[0] // 2, 1, c)
+        else:
+            y = F.conv2d(relu_x, self.dw1.weight[sl], None, self.dw1.stride, self.dw1.padding, self.dw1.dilation, c)
+        y = F.conv2d(y, self.pw1.weight[sl])
+        if not self.separable:
+            return _edge_bn(self.bn1, y, sl, scale.expand(c).contiguous())
+        y = F.relu(_edge_bn(self.bn1, y, sl, None))
+        y = F.conv2d(y, self.dw2.weight[sl], None, 1, self.dw2.padding, 1, c)
+        return _edge_bn(self.bn2, F.conv2d(y, self.pw2.weight[sl]), sl, scale.expand(c).contiguous())
+
+
+def _edge_bn(bn: nn.BatchNorm2d, x: torch.Tensor, sl: slice, scale) -> torch.Tensor:
+    """``scale * bn(x)`` on the channel slice ``sl`` of a stacked non-affine BN (running statistics
+    are updated in place through the buffer views)."""
+    use_batch_stats = bn.training or bn.running_mean is None
+    rm = None if bn.running_mean is None else bn.running_mean[sl]
+    rv = None if bn.running_var is None else bn.running_var[sl]
+    return F.batch_norm(x, rm, rv, scale, None, use_batch_stats,
+                        bn.momentum if bn.momentum is not None else 0.0, bn.eps)
+
+
+class StackedFactorizedReduce(nn.Module):
+    """The strided ``skip_connect`` (FactorizedReduce) of ``m`` edges: parameters stacked by edge,
+    each edge's output is [its conv_1 half, its conv_2 half] as in :class:`ops.FactorizedReduce`."""
+
+    def __init__(self, c: int, m: int):
+        super().__init__()
+        if c % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of channels, got {c}")
+        self.c, self.m = c, m
+        self.conv_1 = nn.Conv2d(c, m * c // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c, m * c // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(m * c, affine=False)
+
+    def forward(self, relu_x: torch.Tensor, scales: torch.Tensor) -> list[torch.Tensor]:
+        if self.bn.training and self.bn.track_running_stats:
+            self.bn.num_batches_tracked.add_(1)
+        even, odd = factorized_phases(relu_x)
+        half, outs = self.c // 2, []
+        for e in range(self.m):
+            hs = slice(e * half, (e + 1) * half)
+            y = torch.cat([F.conv2d(even, self.conv_1.weight[hs]), F.conv2d(odd, self.conv_2.weight[hs])], 1)
+            outs.append(_edge_bn(self.bn, y, slice(e * self.c, (e + 1) * self.c), scales[e].expand(self.c).contiguous()))
+        return outs
+
+
+class EdgeGroup(nn.Module):
+    """All mixed edges leaving one state: ``m`` edges, each ``sum_k w[e, k] * op_k(x)``.
+
+    ``forward(x, w)`` with ``w`` of shape (m, len(primitives)) returns the ``m`` edge outputs
+    stacked along channels, shape (N, m*C, H/stride, W/stride).
+    """
+
+    def __init__(self, c: int, m: int, stride: int, primitives: Sequence[str] = PRIMITIVES,
+                 partial_channels: int = 1):
+        super().__init__()
+        if c % partial_channels:
+            raise ValueError(f"partial_channels={partial_channels} must divide the cell width {c}")
+        self.c, self.m, self.stride, self.k = c, m, stride, partial_channels
+        cp = c // partial_channels       # channels that go through the ops
+        self.cp = cp
+        self.columns = {name: i for i, name in enumerate(primitives)}
+        names = set(primitives)
+        self.pool_bns = nn.ModuleDict({p: nn.BatchNorm2d(cp, affine=False) for p in POOL_PRIMITIVES if p in names})
+        self.convs = nn.ModuleDict({p: StackedConvOp(cp, m, stride, *CONV_PRIMITIVES[p])
+                                    for p in primitives if p in CONV_PRIMITIVES})
+        self.skip_reduce = (StackedFactorizedReduce(cp, m) if "skip_connect" in names and stride == 2 else None)
+        # Ops outside the 8 DARTS primitives run one module per edge.
+        known = {"none", "skip_connect", *POOL_PRIMITIVES, *CONV_PRIMITIVES}
+        self.others = nn.ModuleDict({p: nn.ModuleList(build_op(p, cp, stride, affine=False) for _ in range(m))
+                                     for p in primitives if p not in known})
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, edge_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``w``: (m, ops) mixed-op weights (already multiplied by ``edge_scale`` when edges are
+        normalised); ``edge_scale`` (m,) also scales the passed-by channels under partial channels."""
+        xs = x[:, :self.cp] if self.k > 1 else x
+        outs: list = [None] * self.m
+
+        def add(ys):
+            for e, y in enumerate(ys):
+                outs[e] = y if outs[e] is None else outs[e] + y
+
+        if self.convs or self.skip_reduce is not None:
+            relu_x = F.relu(xs)                      # shared by every conv op of every edge
+            for name, op in self.convs.items():
+                add(op(relu_x, w[:, self.columns[name]]))
+            if self.skip_reduce is not None:
+                add(self.skip_reduce(relu_x, w[:, self.columns["skip_connect"]]))
+        for name, mods in self.others.items():
+            add([mod(xs) * w[e, self.columns[name]] for e, mod in enumerate(mods)])
+
+        # Edge-independent ops: computed once, added to every edge with its weight.
+        shared = []
+        if "max_pool_3x3" in self.pool_bns:
+            shared.append((self.pool_bns["max_pool_3x3"](F.max_pool2d(xs, 3, self.stride, 1)), "max_pool_3x3"))
+        if "avg_pool_3x3" in self.pool_bns:
+            shared.append((self.pool_bns["avg_pool_3x3"](
+                F.avg_pool2d(xs, 3, self.stride, 1, count_include_pad=False)), "avg_pool_3x3"))
+        if "skip_connect" in self.columns and self.stride == 1:
+            shared.append((xs, "skip_connect"))
+        for y, name in shared:
+            col = w[:, self.columns[name]]
+            for e in range(self.m):
+                outs[e] = y * col[e] if outs[e] is None else torch.addcmul(outs[e], y, col[e])
+        if outs[0] is None:
+            raise ValueError("an edge group needs at least one primitive other than 'none'")
+        if self.k > 1:
+            outs = [self._partial_merge(x, y, None if edge_scale is None else edge_scale[e]) for e, y in enumerate(outs)]
+        return outs
+
+    def _partial_merge(self, x, mixed, edge_scale):
+        """PC-DARTS: [mixed ops on C/K channels, the other channels passed by (max-pooled when
+        strided)], then the channel shuffle with K groups."""
+        bypass = x[:, self.cp:]
+        if self.stride == 2:
+            bypass = F.max_pool2d(bypass, 2, 2)
+        if edge_scale is not None:
+            bypass = bypass * edge_scale
+        n, _, h, wd = mixed.shape
+        y = torch.cat([mixed, bypass], 1).view(n, self.k, self.cp, h, wd).transpose(1, 2)
+        return y.reshape(n, self.c, h, wd)
 
 
 class SearchCell(nn.Module):
+    """Two inputs, ``steps`` nodes; node i sums one mixed edge from every earlier state.
+
+    Edge ``e`` (alpha row ``e``) runs from state ``j`` to node ``i`` in DARTS order
+    (node by node, then by input). The edges are evaluated grouped by their input state.
+    """
+
     def __init__(self, steps, multiplier, c_pp, c_p, c, reduction, reduction_prev,
-                 primitives: Sequence[str] = PRIMITIVES):
+                 primitives: Sequence[str] = PRIMITIVES, partial_channels: int = 1):
         super().__init__()
         self.reduction = reduction
         self.steps = steps
         self.multiplier = multiplier
+        self.c = c
         self.preprocess0 = (FactorizedReduce(c_pp, c, affine=False) if reduction_prev
                             else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False))
         self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
-        self.edges = nn.ModuleList()
-        for node in range(steps):
-            for j in range(node + 2):
-                stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(c, stride, primitives))
+        first_edge = [sum(range(2, i + 2)) for i in range(steps)]   # alpha row of node i's edge from s0
+        self.groups = nn.ModuleList()
+        self.first_target = []
+        for j in range(steps + 1):                                    # states that feed some node
+            first = max(0, j - 1)
+            rows = [first_edge[i] + j for i in range(first, steps)]
+            self.first_target.append(first)
+            self.register_buffer(f"rows_{j}", torch.tensor(rows), persistent=False)
+            self.groups.append(EdgeGroup(c, len(rows), 2 if reduction and j < 2 else 1, primitives, partial_channels))
 
-    def forward(self, s0, s1, weights):
+    def _group(self, j, state, weights, edge_weights):
+        rows = getattr(self, f"rows_{j}")
+        if edge_weights is None:
+            return self.groups[j](state, weights[rows])
+        # sum_e beta_e * sum_k w_ek op_k = sum_k (beta_e w_ek) op_k: fold the edge weight in.
+        beta = edge_weights[rows]
+        return self.groups[j](state, weights[rows] * beta[:, None], beta)
+
+    def forward(self, s0, s1, weights, edge_weights=None):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        e = 0
-        for _node in range(self.steps):
+        outs = [self._group(0, states[0], weights, edge_weights), self._group(1, states[1], weights, edge_weights)]
+        for i in range(self.steps):
             s = None
-            for h in states:
-                y = self.edges[e](h, weights[e])
+            for j in range(i + 2):
+                y = outs[j][i - self.first_target[j]]
                 s = y if s is None else s + y
-                e += 1
             states.append(s)
+            if i + 2 <= self.steps:
+                outs.append(self._group(i + 2, s, weights, edge_weights))
         return torch.cat(states[-self.multiplier:], dim=1)
 
 
@@ -83,12 +289,14 @@ class SupernetTrunk(nn.Module):
 
     def __init__(self, in_channels: int, width: int, depth: int, stem: str = "cifar",
                  single_reduction: bool = False, primitives: Sequence[str] = PRIMITIVES,
-                 steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3):
+                 steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3, partial_channels: int = 1):
         super().__init__()
         self.steps = steps
         self.primitives = tuple(primitives)
+        self.partial_channels = partial_channels
         self.reductions = reduction_layers(depth, single_reduction)
         self.stem = build_stem(stem, in_channels, width, stem_multiplier)
+        self.memory_format = torch.contiguous_format
         c_pp, c_p, reduction_prev = self.stem.cell_inputs
         c = width
         self.cells = nn.ModuleList()
@@ -96,15 +304,24 @@ class SupernetTrunk(nn.Module):
             reduction = i in self.reductions
             if reduction:
                 c *= 2
-            self.cells.append(SearchCell(steps, multiplier, c_pp, c_p, c, reduction, reduction_prev, primitives))
+            self.cells.append(SearchCell(steps, multiplier, c_pp, c_p, c, reduction, reduction_prev, primitives,
+                                         partial_channels))
             reduction_prev = reduction
             c_pp, c_p = c_p, multiplier * c
         self.out_channels = c_p
 
+    def use_channels_last(self, enabled: bool = True) -> "SupernetTrunk":
+        """Run in channels-last memory format (weights and activations); values are unchanged."""
+        self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+        return self.to(memory_format=self.memory_format)
+
     def forward(self, x, weights: ArchWeights):
-        s0, s1 = self.stem(x)
+        s0, s1 = self.stem(x.contiguous(memory_format=self.memory_format))
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights.reduce if cell.reduction else weights.normal)
+            if cell.reduction:
+                s0, s1 = s1, cell(s0, s1, weights.reduce, weights.reduce_edges)
+            else:
+                s0, s1 = s1, cell(s0, s1, weights.normal, weights.normal_edges)
         return s1
 
 
@@ -120,20 +337,48 @@ class SearchModel(nn.Module):
         return self.head(self.trunk(x, weights), x.shape[-2:])
 
 
+def node_softmax(logits: torch.Tensor, steps: int) -> torch.Tensor:
+    """Softmax over each node's incoming edges (PC-DARTS edge normalisation)."""
+    parts, start = [], 0
+    for i in range(steps):
+        parts.append(torch.softmax(logits[start:start + i + 2], dim=-1))
+        start += i + 2
+    return torch.cat(parts)
+
+
 class ArchParameters(nn.Module):
-    """One (edges, ops) logit tensor per cell type, initialised 1e-3 * N(0, 1) as in DARTS."""
+    """One (edges, ops) logit tensor per cell type, initialised 1e-3 * N(0, 1) as in DARTS; with
+    ``edge_normalization`` also one (edges,) logit tensor per cell type (PC-DARTS betas)."""
 
     def __init__(self, steps: int = 4, primitives: Sequence[str] = PRIMITIVES,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, edge_normalization: bool = False):
         super().__init__()
         self.steps = steps
         self.primitives = tuple(primitives)
+        self.edge_normalization = edge_normalization
         shape = (num_edges(steps), len(primitives))
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape, generator=generator))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape, generator=generator))
+        if edge_normalization:
+            self.beta_normal = nn.Parameter(1e-3 * torch.randn(shape[0], generator=generator))
+            self.beta_reduce = nn.Parameter(1e-3 * torch.randn(shape[0], generator=generator))
 
     def weights(self) -> ArchWeights:
-        return ArchWeights(torch.softmax(self.alpha_normal, dim=-1), torch.softmax(self.alpha_reduce, dim=-1))
+        wn, wr = torch.softmax(self.alpha_normal, dim=-1), torch.softmax(self.alpha_reduce, dim=-1)
+        if not self.edge_normalization:
+            return ArchWeights(wn, wr)
+        return ArchWeights(wn, wr, node_softmax(self.beta_normal, self.steps), node_softmax(self.beta_reduce, self.steps))
+
+    def derivation_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-edge op strengths the genotype is read from: softmax(alpha), times the edge
+        weight when edges are normalised (as PC-DARTS parses its genotype)."""
+        w = self.weights().detach()
+        if not self.edge_normalization:
+            return w.normal, w.reduce
+        return w.normal * w.normal_edges[:, None], w.reduce * w.reduce_edges[:, None]
 
     def genotype(self):
-        return derive_genotype(self.alpha_normal, self.alpha_reduce, self.primitives, self.steps)
+        wn, wr = self.derivation_weights()
+        concat = list(range(2, self.steps + 2))
+        return Genotype(derive_cell(wn, self.primitives, self.steps), concat,
+                        derive_cell(wr, self.primitives, self.steps), concat)

@@ -20,7 +20,8 @@ from unnas.utils.distributed import all_reduce_mean_
 
 class BilevelStep:
     def __init__(self, model, arch, task, w_optimizer, a_optimizer, order: str = "first",
-                 grad_clip: float = 5.0, unroll_lr: float = 0.0, ddp_model=None, fd_eps: float = 0.01):
+                 grad_clip: float = 5.0, unroll_lr: float = 0.0, ddp_model=None, fd_eps: float = 0.01,
+                 amp_dtype: torch.dtype | None = None):
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got {order!r}")
         self.model = model                       # the bare SearchModel
@@ -33,8 +34,13 @@ class BilevelStep:
         self.grad_clip = grad_clip
         self.unroll_lr = unroll_lr
         self.fd_eps = fd_eps                     # DARTS: R = 0.01 / ||v||
+        self.amp_dtype = amp_dtype               # autocast dtype of the forward passes (None = fp32)
         self.arch_params = list(arch.parameters())
         self.weight_params = [p for p in model.parameters() if p.requires_grad]
+
+    def _autocast(self):
+        device_type = next(self.model.parameters()).device.type
+        return torch.autocast(device_type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None)
 
     # ---- architecture step ---------------------------------------------------------------
     def arch_step(self, val_in, val_tgt, train_in=None, train_tgt=None, lr: float | None = None) -> float:
@@ -52,7 +58,8 @@ class BilevelStep:
 
     def _first_order_grads(self, val_in, val_tgt):
         # Only alpha gradients are needed: autograd.grad skips all weight-gradient kernels.
-        loss = self.task.loss(self.model(val_in, self.arch.weights()), val_tgt)
+        with self._autocast():
+            loss = self.task.loss(self.model(val_in, self.arch.weights()), val_tgt)
         return loss.detach(), self._grads(loss, self.arch_params)
 
     @staticmethod
@@ -64,7 +71,8 @@ class BilevelStep:
     def _loss_at(self, params: dict, buffers: dict, x, y):
         # Buffers are cloned so the extra forwards do not move the real BN running statistics.
         state = {**params, **{k: b.clone() for k, b in buffers.items()}}
-        return self.task.loss(functional_call(self.model, state, (x, self.arch.weights())), y)
+        with self._autocast():
+            return self.task.loss(functional_call(self.model, state, (x, self.arch.weights())), y)
 
     def second_order_grads(self, train_in, train_tgt, val_in, val_tgt, xi: float):
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -104,8 +112,9 @@ class BilevelStep:
     def weight_step(self, inputs, targets):
         with torch.no_grad():
             weights = self.arch.weights()
-        logits = self.ddp_model(inputs, weights)
-        loss = self.task.loss(logits, targets)
+        with self._autocast():
+            logits = self.ddp_model(inputs, weights)
+            loss = self.task.loss(logits, targets)
         self.w_opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip > 0:

@@ -57,6 +57,8 @@ class Searcher:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.SEED)
+        if cfg.SEARCH.NUM_THREADS > 0:
+            torch.set_num_threads(cfg.SEARCH.NUM_THREADS)
         if cfg.DETERMINISTIC:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -93,7 +95,12 @@ class Searcher:
             extra["partial_channels"] = cfg.SEARCH.PARTIAL_CHANNELS
         trunk = self.space.build_supernet(self.task.in_channels, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, self.stem,
                                           self.task.single_reduction, **extra)
+        # oneDNN's bf16 channels-last dilated depthwise weight gradient returns non-finite values
+        # on CPU (torch 2.14); bf16 on CPU is for trying the option out, so it runs NCHW.
+        self.channels_last = cfg.SEARCH.CHANNELS_LAST and not (cfg.SEARCH.AMP == "bf16" and self.device.type == "cpu")
+        trunk.use_channels_last(self.channels_last)
         self.model = SearchModel(trunk, self.task.build_head(trunk.out_channels)).to(self.device)
+        self.amp_dtype = torch.bfloat16 if cfg.SEARCH.AMP == "bf16" else None
         arch_kwargs = {"edge_normalization": True} if cfg.SEARCH.EDGE_NORM else {}
         self.arch = self.space.new_arch_parameters(
             generator=torch.Generator().manual_seed(cfg.SEED + 1), **arch_kwargs).to(self.device)
@@ -112,7 +119,7 @@ class Searcher:
             ddp_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step_fn = BilevelStep(self.model, self.arch, self.task, self.w_opt, self.a_opt, cfg.SEARCH.ORDER,
-                                   cfg.OPTIM.GRAD_CLIP, cfg.ARCH.UNROLL_LR, ddp_model)
+                                   cfg.OPTIM.GRAD_CLIP, cfg.ARCH.UNROLL_LR, ddp_model, amp_dtype=self.amp_dtype)
 
         # ---- loop state (all of it goes into the checkpoint)
         self.epoch = 0
@@ -224,7 +231,9 @@ class Searcher:
             if k >= limit:
                 break
             x, y = self._prepare(batch, False, 0, k, _EVAL, _EVAL)
-            logits = self.model(x, weights)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                                enabled=self.amp_dtype is not None):
+                logits = self.model(x, weights)
             meter.update(logits, y, float(self.task.loss(logits, y)))
         self._restore_bn(saved)
         self.model.train()
