@@ -14,9 +14,10 @@ grouped by the state they read (:class:`EdgeGroup`): the 4 edges leaving ``s0`` 
   computed once per group and broadcast to its edges with each edge's weight (same values, same
   BN running statistics as one BN per edge);
 * the ReLU in front of every conv op is computed once;
-* each conv primitive runs as one convolution over the group's edges stacked along channels
-  (depthwise convs with ``m*C`` groups, pointwise convs with ``m`` groups), so a cell issues a few
-  large kernels instead of ~100 small ones;
+* a conv primitive's parameters for the group's ``m`` edges are stored stacked (one tensor per
+  layer; each edge convolves with its slice: running the stacked tensor as one grouped conv was
+  slower on CPU, see docs/benchmarks.md);
+* stride-2 dilated convs run as plain convs on the even pixels (the only ones they read);
 * the mixed-op weight is folded into the last BN of each conv op (``w * BN(x)`` is a BN with
   scale ``w``): one kernel instead of BN, multiply and add.
 
@@ -63,23 +64,12 @@ class ArchWeights(NamedTuple):
         return ArchWeights(*(None if t is None else t.detach() for t in self))
 
 
-def weighted_bn(bn: nn.BatchNorm2d, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``scale * bn(x)`` for a non-affine BN in one kernel, with ``bn``'s running-statistics
-    bookkeeping (``scale`` has one entry per channel)."""
-    if bn.training and bn.track_running_stats:
-        bn.num_batches_tracked.add_(1)
-    use_batch_stats = bn.training or bn.running_mean is None
-    track = not bn.training or bn.track_running_stats
-    return F.batch_norm(x, bn.running_mean if track else None, bn.running_var if track else None,
-                        scale, None, use_batch_stats, bn.momentum if bn.momentum is not None else 0.0, bn.eps)
-
-
 class StackedConvOp(nn.Module):
-    """One conv primitive (sep or dil conv) on ``m`` edges at once, edges stacked along channels.
+    """One conv primitive (sep or dil conv) on the ``m`` edges of a group, parameters stacked.
 
-    Input: ReLU(x) repeated ``m`` times along channels; edge ``e`` owns channels ``[e*C, (e+1)*C)``.
-    Depthwise convs have one group per channel, pointwise convs one group per edge, so every edge
-    keeps its own weights, initialised exactly like one ``nn.Conv2d`` per edge (same fan-in).
+    Edge ``e`` owns channels ``[e*C, (e+1)*C)`` of every layer. The layers are declared as
+    grouped convs (one group per channel for depthwise, one per edge for pointwise) so each edge's
+    weights are initialised exactly like one ``nn.Conv2d`` per edge (same fan-in).
     """
 
     def __init__(self, c: int, m: int, stride: int, kernel: int, dilation: int, separable: bool):
@@ -161,8 +151,8 @@ class StackedFactorizedReduce(nn.Module):
 class EdgeGroup(nn.Module):
     """All mixed edges leaving one state: ``m`` edges, each ``sum_k w[e, k] * op_k(x)``.
 
-    ``forward(x, w)`` with ``w`` of shape (m, len(primitives)) returns the ``m`` edge outputs
-    stacked along channels, shape (N, m*C, H/stride, W/stride).
+    ``forward(x, w)`` with ``w`` of shape (m, len(primitives)) returns the list of the ``m`` edge
+    outputs, each (N, C, H/stride, W/stride).
     """
 
     def __init__(self, c: int, m: int, stride: int, primitives: Sequence[str] = PRIMITIVES,
