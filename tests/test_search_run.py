@@ -117,6 +117,8 @@ def test_pc_darts_search_runs_and_uses_betas(tmp_path):
     assert not torch.equal(beta0, s.arch.beta_normal.detach())      # betas are trained
     g = Genotype.load(tmp_path / "genotype.json")
     assert g == s.arch.genotype() and all(op != "none" for op in g.ops())
+    last = json.loads((tmp_path / "alpha_history.json").read_text())["epochs"][-1]
+    assert len(last["normal_edges"]) == 14 and abs(sum(last["normal_edges"][:2]) - 1) < 1e-6
 
 
 def test_memory_format_and_bf16_options(tmp_path):

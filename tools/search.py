@@ -63,6 +63,7 @@ def main(argv=None) -> int:
         from unnas.config import ConfigError, save_cfg
         from unnas.search import NonFiniteLossError, Searcher
         from unnas.search.hooks import default_hooks, setup_logging
+        from unnas.search.config import describe_algorithm
 
         out = Path(cfg.OUT_DIR)
         if (out / "checkpoint.pt").exists() and not args.resume:
@@ -81,9 +82,9 @@ def main(argv=None) -> int:
             save_cfg(cfg, out / "config.yaml")
             n_w = sum(p.numel() for p in searcher.model.parameters())
             log.info("task %s | data %s (%d weight / %d arch images) | supernet %s stem, width %d, depth %d, "
-                     "%.2fM weights | %s-order DARTS | %d processes | device %s",
+                     "%.2fM weights | %s | %d processes | device %s",
                      searcher.task.describe(), cfg.DATA.DATASET, len(searcher.weight_idx), len(searcher.arch_idx),
-                     searcher.stem, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, n_w / 1e6, cfg.SEARCH.ORDER,
+                     searcher.stem, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, n_w / 1e6, describe_algorithm(cfg),
                      searcher.world, searcher.device)
             if resumed:
                 log.info("resumed from %s at epoch %d, step %d", searcher.checkpoint_path, searcher.epoch, searcher.step)
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
         if is_main:
             final = summary["final"]
             primary = searcher.task.new_meter().primary
-            print(f"\nSearch finished ({cfg.SEARCH.ORDER}-order DARTS, task {summary['task']}, {summary['epochs']} epochs).")
+            print(f"\nSearch finished ({describe_algorithm(cfg)}, task {summary['task']}, {summary['epochs']} epochs).")
             print(f"  train {primary}: {final.get('train_' + primary, float('nan')):.2f}   "
                   f"held-out {primary}: {final.get('eval_' + primary, float('nan')):.2f}")
             print(f"  genotype: {summary['genotype_repr']}")

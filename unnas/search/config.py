@@ -63,6 +63,15 @@ def search_defaults() -> CN:
     return cfg
 
 
+def describe_algorithm(cfg: CN) -> str:
+    """The search algorithm as logs and summaries name it, e.g. 'first-order PC-DARTS (K=4, edge norm)'."""
+    k, edge_norm = cfg.SEARCH.PARTIAL_CHANNELS, cfg.SEARCH.EDGE_NORM
+    if k == 1 and not edge_norm:
+        return f"{cfg.SEARCH.ORDER}-order DARTS"
+    parts = ([f"K={k}"] if k > 1 else []) + (["edge norm"] if edge_norm else [])
+    return f"{cfg.SEARCH.ORDER}-order PC-DARTS ({', '.join(parts)})"
+
+
 def validate_search_cfg(cfg: CN) -> None:
     from search_spaces import SPACES
     from unnas.tasks import canonical_task_name

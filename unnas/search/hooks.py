@@ -119,6 +119,8 @@ class TensorBoardHook(Hook):
             for e, (j, node) in enumerate(self.edges):
                 for op, value in zip(s.space.primitives, last[cell][e]):
                     w.add_scalar(f"alpha_{cell}/edge{e:02d}_{j}to{node - 2}/{op}", value, step)
+                if f"{cell}_edges" in last:
+                    w.add_scalar(f"beta_{cell}/edge{e:02d}_{j}to{node - 2}", last[f"{cell}_edges"][e], step)
         w.add_text("genotype", stats["genotype"], step)
         w.flush()
 

@@ -313,7 +313,10 @@ class Searcher:
             stats.update(self.evaluate(epoch))
         w = self.arch.weights()
         genotype = self.space.derive(self.arch)
-        self.alpha_history.append({"epoch": epoch, "normal": w.normal.tolist(), "reduce": w.reduce.tolist()})
+        record = {"epoch": epoch, "normal": w.normal.tolist(), "reduce": w.reduce.tolist()}
+        if w.normal_edges is not None:     # PC-DARTS edge weights (softmax over each node's inputs)
+            record.update(normal_edges=w.normal_edges.tolist(), reduce_edges=w.reduce_edges.tolist())
+        self.alpha_history.append(record)
         self.genotype_history.append({"epoch": epoch, "genotype": genotype.to_dict(), "repr": repr(genotype)})
         stats["genotype"] = repr(genotype)
         self.epoch_stats.append(stats)
