@@ -214,7 +214,12 @@ class Trainer:
         self.complexity = complexity(self.model, x0)
 
         self.model.to(self.device)
-        if cfg.CHANNELS_LAST:
+        # oneDNN's bf16 channels-last dilated depthwise weight gradient returns non-finite values
+        # on CPU (torch 2.14; NaN losses at random), so bf16 on a CPU runs NCHW.
+        self.channels_last = bool(cfg.CHANNELS_LAST) and not (cfg.AMP == "bf16" and self.device.type == "cpu")
+        if cfg.CHANNELS_LAST and not self.channels_last:
+            log.warning("CHANNELS_LAST ignored: bf16 channels-last training is broken on CPU in this torch; running NCHW")
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=cfg.OPTIM.LR, momentum=cfg.OPTIM.MOMENTUM,
@@ -272,7 +277,7 @@ class Trainer:
             x = self.l_input.lab_input(images)[0]
         if train and self.cfg.TRAIN.CUTOUT > 0 and x.dim() == 4:
             x = cutout(x, self.cfg.TRAIN.CUTOUT, self._gen(epoch, step, _CUTOUT))
-        if self.cfg.CHANNELS_LAST and x.dim() == 4:
+        if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
