@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from search_spaces.darts.genotype import edge_index  # noqa: E402
 from search_spaces.darts.stems import build_stem, reduction_layers  # noqa: E402
 
 PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
@@ -234,8 +235,7 @@ _GROUP_KEY = re.compile(r"^(?P<cell>.*cells\.\d+\.)groups\.(?P<group>\d+)\.(?P<r
 
 def _group_rows(group: int, steps: int) -> list[int]:
     """Alpha rows (edge ids) of the edges leaving state ``group``, in target-node order."""
-    first_edge = [sum(range(2, i + 2)) for i in range(steps)]
-    return [first_edge[i] + group for i in range(max(0, group - 1), steps)]
+    return [edge_index(i, group) for i in range(max(0, group - 1), steps)]
 
 
 def _textbook_entries(rest: str, tensor: torch.Tensor, rows: list[int]):

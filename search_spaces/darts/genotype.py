@@ -210,13 +210,18 @@ def derive_cell(weights: torch.Tensor, primitives: Sequence[str] = PRIMITIVES, s
     return tuple(cell)
 
 
+def genotype_from_weights(w_normal: torch.Tensor, w_reduce: torch.Tensor,
+                          primitives: Sequence[str] = PRIMITIVES, steps: int = 4) -> Genotype:
+    """Genotype from per-edge op strengths (softmaxed alphas, or alphas times edge weights)."""
+    concat = list(range(2, steps + 2))
+    return Genotype(derive_cell(w_normal, primitives, steps), concat, derive_cell(w_reduce, primitives, steps), concat)
+
+
 def derive_genotype(alpha_normal: torch.Tensor, alpha_reduce: torch.Tensor,
                     primitives: Sequence[str] = PRIMITIVES, steps: int = 4) -> Genotype:
     """Genotype from architecture logits (softmax is applied here, as in DARTS)."""
-    wn = torch.softmax(alpha_normal.detach().float(), dim=-1)
-    wr = torch.softmax(alpha_reduce.detach().float(), dim=-1)
-    concat = list(range(2, steps + 2))
-    return Genotype(derive_cell(wn, primitives, steps), concat, derive_cell(wr, primitives, steps), concat)
+    return genotype_from_weights(torch.softmax(alpha_normal.detach().float(), dim=-1),
+                                 torch.softmax(alpha_reduce.detach().float(), dim=-1), primitives, steps)
 
 
 def genotypes_from_lines(lines: Iterable[str]) -> list[Genotype]:

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .genotype import Genotype, derive_cell, num_edges
+from .genotype import edge_index, genotype_from_weights, num_edges
 from .ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op, factorized_phases
 from .stems import build_stem, reduction_layers
 
@@ -89,8 +89,7 @@ class StackedConvOp(nn.Module):
     def forward(self, relu_x: torch.Tensor, scales: torch.Tensor) -> list[torch.Tensor]:
         """``scales``: (m,) mixed-op weight of this primitive on each edge -> m edge outputs."""
         for bn in (self.bn1, self.bn2) if self.separable else (self.bn1,):
-            if bn.training and bn.track_running_stats:
-                bn.num_batches_tracked.add_(1)
+            _count_batch(bn)
         return [self.edge(relu_x, e, scales[e]) for e in range(self.m)]
 
     def edge(self, relu_x: torch.Tensor, e: int, scale: torch.Tensor) -> torch.Tensor:
@@ -107,18 +106,28 @@ class StackedConvOp(nn.Module):
             y = F.conv2d(relu_x, self.dw1.weight[sl], None, self.dw1.stride, self.dw1.padding, self.dw1.dilation, c)
         y = F.conv2d(y, self.pw1.weight[sl])
         if not self.separable:
-            return _edge_bn(self.bn1, y, sl, scale.expand(c).contiguous())
+            return _edge_bn(self.bn1, y, sl, scale)
         y = F.relu(_edge_bn(self.bn1, y, sl, None))
         y = F.conv2d(y, self.dw2.weight[sl], None, 1, self.dw2.padding, 1, c)
-        return _edge_bn(self.bn2, F.conv2d(y, self.pw2.weight[sl]), sl, scale.expand(c).contiguous())
+        return _edge_bn(self.bn2, F.conv2d(y, self.pw2.weight[sl]), sl, scale)
 
 
-def _edge_bn(bn: nn.BatchNorm2d, x: torch.Tensor, sl: slice, scale) -> torch.Tensor:
+def _count_batch(bn: nn.BatchNorm2d) -> None:
+    """``nn.BatchNorm2d``'s batch counter, for BNs applied slice by slice through :func:`_edge_bn`."""
+    if bn.training and bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+
+
+def _edge_bn(bn: nn.BatchNorm2d, x: torch.Tensor, sl: slice, scale: torch.Tensor | None) -> torch.Tensor:
     """``scale * bn(x)`` on the channel slice ``sl`` of a stacked non-affine BN (running statistics
-    are updated in place through the buffer views)."""
+    are updated in place through the buffer views); ``scale`` is one edge's scalar weight or None."""
     use_batch_stats = bn.training or bn.running_mean is None
     rm = None if bn.running_mean is None else bn.running_mean[sl]
     rv = None if bn.running_var is None else bn.running_var[sl]
+    if scale is not None:
+        # materialised: torch's channels-last batch_norm backward gets grad_weight wrong for an
+        # expanded (stride-0) weight
+        scale = scale.expand(x.shape[1]).contiguous()
     return F.batch_norm(x, rm, rv, scale, None, use_batch_stats,
                         bn.momentum if bn.momentum is not None else 0.0, bn.eps)
 
@@ -137,14 +146,13 @@ class StackedFactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(m * c, affine=False)
 
     def forward(self, relu_x: torch.Tensor, scales: torch.Tensor) -> list[torch.Tensor]:
-        if self.bn.training and self.bn.track_running_stats:
-            self.bn.num_batches_tracked.add_(1)
+        _count_batch(self.bn)
         even, odd = factorized_phases(relu_x)
         half, outs = self.c // 2, []
         for e in range(self.m):
             hs = slice(e * half, (e + 1) * half)
             y = torch.cat([F.conv2d(even, self.conv_1.weight[hs]), F.conv2d(odd, self.conv_2.weight[hs])], 1)
-            outs.append(_edge_bn(self.bn, y, slice(e * self.c, (e + 1) * self.c), scales[e].expand(self.c).contiguous()))
+            outs.append(_edge_bn(self.bn, y, slice(e * self.c, (e + 1) * self.c), scales[e]))
         return outs
 
 
@@ -238,16 +246,14 @@ class SearchCell(nn.Module):
         self.reduction = reduction
         self.steps = steps
         self.multiplier = multiplier
-        self.c = c
         self.preprocess0 = (FactorizedReduce(c_pp, c, affine=False) if reduction_prev
                             else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False))
         self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
-        first_edge = [sum(range(2, i + 2)) for i in range(steps)]   # alpha row of node i's edge from s0
         self.groups = nn.ModuleList()
         self.first_target = []
         for j in range(steps + 1):                                    # states that feed some node
             first = max(0, j - 1)
-            rows = [first_edge[i] + j for i in range(first, steps)]
+            rows = [edge_index(i, j) for i in range(first, steps)]
             self.first_target.append(first)
             self.register_buffer(f"rows_{j}", torch.tensor(rows), persistent=False)
             self.groups.append(EdgeGroup(c, len(rows), 2 if reduction and j < 2 else 1, primitives, partial_channels))
@@ -283,7 +289,6 @@ class SupernetTrunk(nn.Module):
         super().__init__()
         self.steps = steps
         self.primitives = tuple(primitives)
-        self.partial_channels = partial_channels
         self.reductions = reduction_layers(depth, single_reduction)
         self.stem = build_stem(stem, in_channels, width, stem_multiplier)
         self.memory_format = torch.contiguous_format
@@ -368,7 +373,4 @@ class ArchParameters(nn.Module):
         return w.normal * w.normal_edges[:, None], w.reduce * w.reduce_edges[:, None]
 
     def genotype(self):
-        wn, wr = self.derivation_weights()
-        concat = list(range(2, self.steps + 2))
-        return Genotype(derive_cell(wn, self.primitives, self.steps), concat,
-                        derive_cell(wr, self.primitives, self.steps), concat)
+        return genotype_from_weights(*self.derivation_weights(), self.primitives, self.steps)

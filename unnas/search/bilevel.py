@@ -38,7 +38,8 @@ class BilevelStep:
         self.arch_params = list(arch.parameters())
         self.weight_params = [p for p in model.parameters() if p.requires_grad]
 
-    def _autocast(self):
+    def autocast(self):
+        """Autocast context of every forward pass of the search (a no-op in fp32)."""
         device_type = next(self.model.parameters()).device.type
         return torch.autocast(device_type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None)
 
@@ -58,7 +59,7 @@ class BilevelStep:
 
     def _first_order_grads(self, val_in, val_tgt):
         # Only alpha gradients are needed: autograd.grad skips all weight-gradient kernels.
-        with self._autocast():
+        with self.autocast():
             loss = self.task.loss(self.model(val_in, self.arch.weights()), val_tgt)
         return loss.detach(), self._grads(loss, self.arch_params)
 
@@ -71,7 +72,7 @@ class BilevelStep:
     def _loss_at(self, params: dict, buffers: dict, x, y):
         # Buffers are cloned so the extra forwards do not move the real BN running statistics.
         state = {**params, **{k: b.clone() for k, b in buffers.items()}}
-        with self._autocast():
+        with self.autocast():
             return self.task.loss(functional_call(self.model, state, (x, self.arch.weights())), y)
 
     def second_order_grads(self, train_in, train_tgt, val_in, val_tgt, xi: float):
@@ -112,7 +113,7 @@ class BilevelStep:
     def weight_step(self, inputs, targets):
         with torch.no_grad():
             weights = self.arch.weights()
-        with self._autocast():
+        with self.autocast():
             logits = self.ddp_model(inputs, weights)
             loss = self.task.loss(logits, targets)
         self.w_opt.zero_grad(set_to_none=True)

@@ -20,6 +20,7 @@ from unnas.data import BatchStream, DataError, build_dataset, step_generator
 from unnas.tasks import build_task
 from unnas.utils import distributed as du
 from unnas.utils.io import atomic_torch_save
+from unnas.utils.memory_format import use_channels_last
 
 from .bilevel import BilevelStep
 
@@ -95,10 +96,7 @@ class Searcher:
             extra["partial_channels"] = cfg.SEARCH.PARTIAL_CHANNELS
         trunk = self.space.build_supernet(self.task.in_channels, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, self.stem,
                                           self.task.single_reduction, **extra)
-        # oneDNN's bf16 channels-last dilated depthwise weight gradient returns non-finite values
-        # on CPU (torch 2.14); bf16 on CPU is for trying the option out, so it runs NCHW.
-        self.channels_last = cfg.SEARCH.CHANNELS_LAST and not (cfg.SEARCH.AMP == "bf16" and self.device.type == "cpu")
-        trunk.use_channels_last(self.channels_last)
+        trunk.use_channels_last(use_channels_last(cfg.SEARCH.CHANNELS_LAST, cfg.SEARCH.AMP, self.device))
         self.model = SearchModel(trunk, self.task.build_head(trunk.out_channels)).to(self.device)
         self.amp_dtype = torch.bfloat16 if cfg.SEARCH.AMP == "bf16" else None
         arch_kwargs = {"edge_normalization": True} if cfg.SEARCH.EDGE_NORM else {}
@@ -231,8 +229,7 @@ class Searcher:
             if k >= limit:
                 break
             x, y = self._prepare(batch, False, 0, k, _EVAL, _EVAL)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
-                                enabled=self.amp_dtype is not None):
+            with self.step_fn.autocast():
                 logits = self.model(x, weights)
             meter.update(logits, y, float(self.task.loss(logits, y)))
         self._restore_bn(saved)

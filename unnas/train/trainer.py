@@ -36,6 +36,7 @@ from unnas.tasks import build_task
 from unnas.tasks.base import ClassifierHead, Task
 from unnas.utils import distributed as du
 from unnas.utils.io import atomic_torch_save, atomic_write_text
+from unnas.utils.memory_format import use_channels_last
 
 log = logging.getLogger("unnas.train")
 
@@ -214,9 +215,7 @@ class Trainer:
         self.complexity = complexity(self.model, x0)
 
         self.model.to(self.device)
-        # oneDNN's bf16 channels-last dilated depthwise weight gradient returns non-finite values
-        # on CPU (torch 2.14; NaN losses at random), so bf16 on a CPU runs NCHW.
-        self.channels_last = bool(cfg.CHANNELS_LAST) and not (cfg.AMP == "bf16" and self.device.type == "cpu")
+        self.channels_last = use_channels_last(cfg.CHANNELS_LAST, cfg.AMP, self.device)
         if cfg.CHANNELS_LAST and not self.channels_last:
             log.warning("CHANNELS_LAST ignored: bf16 channels-last training is broken on CPU in this torch; running NCHW")
         if self.channels_last:
