@@ -6,7 +6,8 @@ from torch.func import functional_call
 from search_spaces import get_space
 from search_spaces.darts.supernet import SearchModel
 from unnas.search.bilevel import BilevelStep
-from unnas.tasks import DataInfo, build_task
+from unnas.data import DataInfo
+from unnas.tasks import build_task
 
 INFO = DataInfo(num_classes=3, image_size=8, mean=(0.5,) * 3, std=(0.25,) * 3)
 

@@ -223,7 +223,8 @@ def test_resolve_genotype_errors_list_zoo_names(tmp_path):
 
 
 def test_generic_builder_with_task_head():
-    from unnas.tasks import DataInfo, build_task
+    from unnas.data import DataInfo
+    from unnas.tasks import build_task
     info = DataInfo(num_classes=10, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3)
     task = build_task("rot", info)
     net = build_network(zoo.get("DARTS_V2"), task.build_head, task.num_outputs, task.in_channels, 4, 3, "cifar",

@@ -7,7 +7,6 @@ import pytest
 
 from unnas.config import ConfigError, load_cfg
 from unnas.search.config import search_defaults, validate_search_cfg
-from unnas.tasks import TaskNotAvailable, canonical_task_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,14 +33,6 @@ def test_yaml_errors(tmp_path):
         load_cfg(search_defaults(), str(bad), [], validate_search_cfg)
     with pytest.raises(ConfigError, match="not found"):
         load_cfg(search_defaults(), str(tmp_path / "missing.yaml"), [], validate_search_cfg)
-
-
-def test_planned_task_gives_clear_message(monkeypatch):
-    import unnas.tasks as tasks
-    monkeypatch.setitem(tasks.PLANNED, "depth", ("depth_estimation",))
-    with pytest.raises(TaskNotAvailable, match="not available in this version yet"):
-        canonical_task_name("depth_estimation")
-    assert canonical_task_name("Rotation") == "rot"
 
 
 def _cli(*args, cwd=ROOT):

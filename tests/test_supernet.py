@@ -3,7 +3,8 @@ import torch
 from search_spaces import get_space
 from search_spaces.darts.stems import choose_stem, reduction_layers
 from search_spaces.darts.supernet import SearchModel
-from unnas.tasks import DataInfo, build_task
+from unnas.data import DataInfo
+from unnas.tasks import build_task
 
 INFO = DataInfo(num_classes=10, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
 

@@ -4,7 +4,8 @@ import torch
 
 from search_spaces import get_space
 from search_spaces.darts.supernet import ArchParameters, SearchModel
-from unnas.tasks import DataInfo, build_task
+from unnas.data import DataInfo
+from unnas.tasks import build_task
 
 INFO = DataInfo(num_classes=5, image_size=16, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))
 OPTIONS = {"jig": {"jigsaw_num_perms": 24}, "seg": {"seg_aspp_channels": 8, "seg_aspp_rates": [2]},

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from unnas.tasks import DataInfo, build_task
+from unnas.data import DataInfo
+from unnas.tasks import build_task
 from unnas.tasks.jig import JigsawTask, tile_geometry
 from unnas.tasks.permutations import (PermutationFileError, hamming_stats, max_min_hamming,
                                       permutation_set)

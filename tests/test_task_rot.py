@@ -1,7 +1,8 @@
 """Rotation labels match torch.rot90 (k * 90 degrees counter-clockwise), batch x4, image-major."""
 import torch
 
-from unnas.tasks import DataInfo, build_task
+from unnas.data import DataInfo
+from unnas.tasks import build_task
 
 INFO = DataInfo(num_classes=10, image_size=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from unnas.tasks import DataInfo, build_task
+from unnas.data import DataInfo
+from unnas.tasks import build_task
 from unnas.tasks.seg import SegMeter
 
 INFO = DataInfo(num_classes=4, image_size=32, mean=(0.3, 0.4, 0.5), std=(0.2, 0.2, 0.2), dense_labels=True)

@@ -199,7 +199,7 @@ def test_linear_probe_of_a_colorization_trunk_feeds_L(tmp_path):
     ckpt = tmp_path / "col" / "checkpoint_last.pt"
     t = Trainer(tiny_cfg("TASK.NAME", "cls", "TRAIN.INIT_FROM", str(ckpt), "TRAIN.LINEAR_PROBE", "True"),
                 tmp_path / "p", tensorboard=False)
-    assert t.model.trunk.in_channels == 1 and t.l_input is not None
+    assert t.model.trunk.in_channels == 1 and t.input_task is not None
     x, y = t.prepare(next(iter(t.train_stream.epoch(0))), True, 0, 0)
     assert x.shape[1] == 1
     out = t.run()

@@ -87,9 +87,10 @@ from search_spaces.darts.network import build_network  # noqa: E402
 from search_spaces.darts.stems import choose_stem  # noqa: E402
 from search_spaces.darts.supernet import SearchModel  # noqa: E402
 from search_spaces.darts.zoo import resolve_genotype  # noqa: E402
+from unnas.data import DataInfo  # noqa: E402
 from unnas.search.bilevel import BilevelStep  # noqa: E402
 from unnas.search.config import search_defaults  # noqa: E402
-from unnas.tasks import DataInfo, build_task  # noqa: E402
+from unnas.tasks import build_task  # noqa: E402
 from unnas.train.config import train_defaults  # noqa: E402
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -633,7 +634,7 @@ def colorization_rows(args) -> list[dict]:
             print(f"bench: colorization reference skipped ({exc}); pip install scikit-image scikit-learn",
                   file=sys.stderr)
             return [ours]
-        from unnas.tasks.color import ab_bins
+        from unnas.tasks.lab_bins import ab_bins
 
         knn = NearestNeighbors(n_neighbors=1, algorithm="ball_tree").fit(ab_bins().astype(float))
         ref_images = images[:min(args.ref_images, n)].permute(0, 2, 3, 1).numpy()

@@ -20,29 +20,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PROG = "info.py"
+from search_spaces.darts.zoo import EVAL_SETTINGS  # noqa: E402
+from unnas.cli import run_reporting_errors  # noqa: E402
 
-# dataset -> (classes, input (H, W), default width, depth, stem, aux, task)
-SETTINGS = {
-    "cifar10": (10, (32, 32), 36, 20, "cifar", True, "cls"),
-    "imagenet": (1000, (224, 224), 48, 14, "imagenet", True, "cls"),
-    "cityscapes": (19, (1025, 2049), 82, 12, "imagenet", False, "seg"),
-}
+PROG = "info.py"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("genotype", nargs="?", help="zoo name, genotype file or Genotype(...) string")
-    p.add_argument("--dataset", choices=sorted(SETTINGS), default="cifar10")
+    p.add_argument("--dataset", choices=sorted(EVAL_SETTINGS), default="cifar10")
     p.add_argument("--width", type=int, help="initial channels (default: the genotype's UnNAS eval width, or 36/48/82)")
     p.add_argument("--depth", type=int, help="cells (default 20 / 14 / 12)")
     p.add_argument("--im-size", type=int, nargs="+", help="input side (or H W); default 32 / 224 / 1025 2049")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--list", action="store_true", help="list the zoo")
     args = p.parse_args(argv)
+    return run_reporting_errors(PROG, _run, args, p)
 
+
+def _run(args, p: argparse.ArgumentParser) -> int:
     from search_spaces.darts import zoo
-    from search_spaces.darts.genotype import GenotypeError
+    from unnas.config import ConfigError
 
     if args.list:
         for name in zoo.names():
@@ -53,31 +52,28 @@ def main(argv=None) -> int:
         p.print_usage(sys.stderr)
         print(f"{PROG}: error: give a genotype (or --list)", file=sys.stderr)
         return 2
-    try:
-        genotype = zoo.resolve_genotype(args.genotype)
-    except GenotypeError as exc:
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+    genotype = zoo.resolve_genotype(args.genotype)
 
     import torch
     from search_spaces.darts.network import build_network
-    from unnas.tasks import DataInfo, build_task
+    from unnas.data import DataInfo
+    from unnas.tasks import build_task
     from unnas.train.complexity import complexity
 
-    classes, hw, width, depth, stem, aux, task_name = SETTINGS[args.dataset]
+    setting = zoo.eval_setting(args.dataset)
+    classes, hw, aux = setting.num_classes, setting.input_hw, setting.aux
     name = zoo.canonical_name(args.genotype) if isinstance(args.genotype, str) else None
-    width = args.width or (name and zoo.eval_width(name, args.dataset)) or width
-    depth = args.depth or depth
+    width = args.width or (name and zoo.eval_width(name, args.dataset)) or setting.width
+    depth = args.depth or setting.depth
     if args.im_size:
         hw = (args.im_size[0], args.im_size[-1])
     if width < 2 or width % 2 or depth < 1:
-        print(f"{PROG}: error: --width must be an even number >= 2 and --depth >= 1", file=sys.stderr)
-        return 2
+        raise ConfigError("--width must be an even number >= 2 and --depth >= 1")
     info = DataInfo(num_classes=classes, image_size=hw[0], mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                    dense_labels=task_name == "seg")
-    task = build_task(task_name, info)
+                    dense_labels=setting.task == "seg")
+    task = build_task(setting.task, info)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    net = build_network(genotype, task.build_head, classes, 3, width, depth, stem, task.single_reduction, aux)
+    net = build_network(genotype, task.build_head, classes, 3, width, depth, setting.stem, task.single_reduction, aux)
     c = complexity(net, torch.zeros(1, 3, *hw))
     res = {"genotype": name or repr(genotype), "dataset": args.dataset, "width": width, "depth": depth,
            "input": list(hw), "classes": classes, **c,

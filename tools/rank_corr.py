@@ -24,10 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unnas.cli import user_errors  # noqa: E402
+from unnas.cli import FLAG_KEYS, flag_overrides, user_errors  # noqa: E402
 
 PROG = "rank_corr.py"
 COMMANDS = ("run", "analyze", "sample", "status")
+RUN_FLAGS = {**FLAG_KEYS, "archs": "STUDY.ARCHS", "num_archs": "STUDY.NUM_ARCHS", "tasks": "STUDY.TASKS",
+             "seeds": "STUDY.SEEDS", "supervised_table": "STUDY.SUPERVISED_TABLE", "trainer": "STUDY.TRAINER",
+             "epochs": "TRAIN.EPOCHS"}
 
 
 def _run_parser():
@@ -97,18 +100,7 @@ def build_cfg(args):
     from unnas.config import load_cfg
     from unnas.study.config import study_defaults, validate_study_cfg
 
-    flags = []
-    pairs = [("archs", "STUDY.ARCHS"), ("num_archs", "STUDY.NUM_ARCHS"), ("dataset", "DATA.DATASET"),
-             ("data_dir", "DATA.ROOT"), ("out", "OUT_DIR"), ("supervised_table", "STUDY.SUPERVISED_TABLE"),
-             ("trainer", "STUDY.TRAINER"), ("epochs", "TRAIN.EPOCHS")]
-    for attr, key in pairs:
-        v = getattr(args, attr)
-        if v is not None:
-            flags += [key, str(v)]
-    if args.tasks is not None:
-        flags += ["STUDY.TASKS", _list_flag(args.tasks)]
-    if args.seeds is not None:
-        flags += ["STUDY.SEEDS", _list_flag(args.seeds, int)]
+    flags = flag_overrides(args, RUN_FLAGS, {"tasks": _list_flag, "seeds": lambda text: _list_flag(text, int)})
     opts = _coerce_numbers(study_defaults(), flags + list(args.opts))
     cfg = load_cfg(study_defaults(), args.cfg, opts, validate_study_cfg)
     stored = Path(cfg.OUT_DIR) / "config.yaml"

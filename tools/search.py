@@ -15,9 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unnas.cli import user_errors  # noqa: E402
+from unnas.cli import FLAG_KEYS, flag_overrides, setup_logging, user_errors  # noqa: E402
 
 PROG = "search.py"
+FLAGS = {**FLAG_KEYS, "order": "SEARCH.ORDER", "epochs": "SEARCH.EPOCHS"}
 
 
 def parse_args(argv=None):
@@ -38,22 +39,8 @@ def parse_args(argv=None):
 def build_cfg(args):
     from unnas.config import load_cfg
     from unnas.search.config import search_defaults, validate_search_cfg
-    from unnas.tasks import canonical_task_name
 
-    flags = []
-    if args.task:
-        flags += ["TASK.NAME", canonical_task_name(args.task)]
-    if args.dataset:
-        flags += ["DATA.DATASET", args.dataset]
-    if args.data_dir:
-        flags += ["DATA.ROOT", args.data_dir]
-    if args.out:
-        flags += ["OUT_DIR", args.out]
-    if args.order:
-        flags += ["SEARCH.ORDER", args.order]
-    if args.epochs is not None:
-        flags += ["SEARCH.EPOCHS", str(args.epochs)]
-    return load_cfg(search_defaults(), args.cfg, flags + list(args.opts), validate_search_cfg)
+    return load_cfg(search_defaults(), args.cfg, flag_overrides(args, FLAGS) + list(args.opts), validate_search_cfg)
 
 
 def main(argv=None) -> int:
@@ -62,7 +49,7 @@ def main(argv=None) -> int:
         cfg = build_cfg(args)
         from unnas.config import ConfigError, save_cfg
         from unnas.search import NonFiniteLossError, Searcher
-        from unnas.search.hooks import default_hooks, setup_logging
+        from unnas.search.hooks import default_hooks
         from unnas.search.config import describe_algorithm
 
         out = Path(cfg.OUT_DIR)

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from unnas.cli import FLAG_KEYS, flag_overrides, run_reporting_errors, setup_logging  # noqa: E402
+
 PROG = "train.py"
+FLAGS = {**FLAG_KEYS, "epochs": "TRAIN.EPOCHS"}
+EVAL_ONLY_FLAGS = {k: FLAG_KEYS[k] for k in ("dataset", "data_dir")}  # the rest comes from the checkpoint
 
 
 def parse_args(argv=None):
@@ -47,44 +50,13 @@ def parse_args(argv=None):
 
 
 def _flags(args) -> list[str]:
-    from unnas.tasks import canonical_task_name
-    flags = []
-    if args.genotype:
-        flags += ["MODEL.GENOTYPE", args.genotype]
-    if args.task:
-        flags += ["TASK.NAME", canonical_task_name(args.task)]
-    if args.dataset:
-        flags += ["DATA.DATASET", args.dataset]
-    if args.data_dir:
-        flags += ["DATA.ROOT", args.data_dir]
-    if args.out:
-        flags += ["OUT_DIR", args.out]
-    if args.epochs is not None:
-        flags += ["TRAIN.EPOCHS", str(args.epochs)]
+    flags = flag_overrides(args, FLAGS)
     ckpt = args.probe or args.finetune
     if ckpt:
         if not Path(ckpt).is_file():
             raise FileNotFoundError(f"checkpoint {ckpt} not found")
         flags += ["TRAIN.INIT_FROM", ckpt, "TRAIN.LINEAR_PROBE", str(bool(args.probe))]
     return flags
-
-
-def setup_logging(out_dir: Path | None, is_main: bool) -> None:
-    logger = logging.getLogger("unnas.train")
-    logger.setLevel(logging.INFO if is_main else logging.WARNING)
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-        h.close()
-    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")
-    if is_main and out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(out_dir / "log.txt")
-        fh.setFormatter(fmt)
-        logger.addHandler(fh)
-    sh = logging.StreamHandler(sys.stderr)
-    sh.setFormatter(fmt)
-    logger.addHandler(sh)
-    logger.propagate = False
 
 
 def run(args) -> int:
@@ -95,13 +67,8 @@ def run(args) -> int:
     if args.eval_only:
         if not Path(args.eval_only).is_file():
             raise FileNotFoundError(f"checkpoint {args.eval_only} not found")
-        opts = []
-        if args.dataset:
-            opts += ["DATA.DATASET", args.dataset]
-        if args.data_dir:
-            opts += ["DATA.ROOT", args.data_dir]
         setup_logging(None, is_main)
-        res = evaluate_checkpoint(args.eval_only, opts + list(args.opts))
+        res = evaluate_checkpoint(args.eval_only, flag_overrides(args, EVAL_ONLY_FLAGS) + list(args.opts))
         if is_main:
             print(json.dumps(res))
         return 0
@@ -134,21 +101,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from search_spaces.darts.genotype import GenotypeError
-    from unnas.config import ConfigError
-    from unnas.data import DataError
-    from unnas.tasks import TaskNotAvailable, UnknownTask
-    try:
-        return run(args)
-    except (ConfigError, DataError, GenotypeError, TaskNotAvailable, UnknownTask, FileNotFoundError) as exc:
-        msg = exc.args[0] if exc.args else str(exc)
-        if isinstance(exc, FileNotFoundError) and exc.filename:
-            msg = f"{exc.strerror}: {exc.filename}"
-        print(f"{PROG}: error: {' '.join(str(msg).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+    return run_reporting_errors(PROG, run, args)
 
 
 if __name__ == "__main__":

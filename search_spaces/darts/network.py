@@ -237,7 +237,8 @@ def build_segmentation_network(genotype: Genotype, num_classes: int = 19, width:
     """UnNAS Cityscapes network: ImageNet stem, one reduction (output stride 16), the segmentation
     task's ASPP head (image pooling, bilinear align_corners upsampling to the input size)."""
     if task is None:
-        from unnas.tasks import DataInfo, build_task
+        from unnas.data import DataInfo
+        from unnas.tasks import build_task
         info = DataInfo(num_classes=num_classes, image_size=769, mean=(0.485, 0.456, 0.406),
                         std=(0.229, 0.224, 0.225), dense_labels=True)
         task = build_task("seg", info, seg_aspp_channels=aspp_channels, seg_aspp_rates=tuple(aspp_rates))

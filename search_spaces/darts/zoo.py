@@ -5,13 +5,15 @@ string of nodes separated by ``;``, each node two ``op(input)`` terms, in the st
 original releases (DARTS ``genotypes.py``, PC-DARTS, P-DARTS, UnNAS ``genotypes.py``).
 
 Names are looked up case-insensitively; the UnNAS release keys (``darts_v2``, ``nas``,
-``pcdarts_c10``, ``unnas_imagenet_rot``, ...) are aliases. ``EVAL_WIDTHS`` gives the UnNAS
-evaluation-phase widths (ImageNet-1K mobile classification, depth 14; Cityscapes segmentation,
-depth 12); ``CIFAR_WIDTH`` (36, depth 20) is the DARTS CIFAR-10 setting.
+``pcdarts_c10``, ``unnas_imagenet_rot``, ...) are aliases. ``EVAL_SETTINGS`` is the evaluation
+network of each data set's paper recipe (DARTS CIFAR-10: width 36, depth 20; ImageNet-1K mobile
+classification: depth 14; Cityscapes segmentation: depth 12) and ``EVAL_WIDTHS`` the UnNAS
+evaluation-phase widths of each genotype on the last two; :func:`eval_width` combines them.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from .genotype import Genotype, GenotypeError
@@ -75,9 +77,35 @@ EVAL_WIDTHS = {
     "UNNAS_CITYSCAPES_SEG": (44, 80), "UNNAS_CITYSCAPES_ROT": (42, 78),
     "UNNAS_CITYSCAPES_COL": (54, 86), "UNNAS_CITYSCAPES_JIG": (44, 80),
 }
-CIFAR_WIDTH, CIFAR_DEPTH = 36, 20
-IMAGENET_WIDTH, IMAGENET_DEPTH = 48, 14
-SEG_WIDTH, SEG_DEPTH = 82, 12
+
+
+@dataclass(frozen=True)
+class EvalSetting:
+    """The evaluation network of a data set's paper recipe, so tools and tests read one table."""
+    num_classes: int
+    input_hw: tuple[int, int]  # (H, W) of one test image, as complexity (MACs) is reported
+    width: int                 # initial channels when the genotype has no width of its own (EVAL_WIDTHS)
+    depth: int                 # cells
+    stem: str                  # cifar | imagenet
+    aux: bool                  # auxiliary head during training
+    task: str                  # cls | seg
+
+
+EVAL_SETTINGS: dict[str, EvalSetting] = {
+    "cifar10": EvalSetting(10, (32, 32), 36, 20, "cifar", True, "cls"),
+    "imagenet": EvalSetting(1000, (224, 224), 48, 14, "imagenet", True, "cls"),
+    "cityscapes": EvalSetting(19, (1025, 2049), 82, 12, "imagenet", False, "seg"),
+}
+
+
+def eval_setting(dataset: str) -> EvalSetting:
+    """The :data:`EVAL_SETTINGS` entry of ``dataset`` (cifar10, imagenet or cityscapes)."""
+    try:
+        return EVAL_SETTINGS[dataset]
+    except KeyError:
+        raise KeyError(f"no evaluation setting for data set {dataset!r}; available: "
+                       f"{', '.join(EVAL_SETTINGS)}") from None
+
 
 _TERM = re.compile(r"^([a-z0-9]+)\((\d+)\)$")
 
@@ -132,10 +160,10 @@ def get(name: str) -> Genotype:
 
 def eval_width(name: str, dataset: str) -> int | None:
     """UnNAS evaluation width of a zoo genotype for 'imagenet' or 'cityscapes' (None if the release
-    has no evaluation config for it); 'cifar10' gives the DARTS CIFAR width 36."""
+    has no evaluation config for it); any CIFAR data set gives the DARTS CIFAR width (36) of every cell."""
     key = canonical_name(name)
     if dataset.startswith("cifar"):
-        return CIFAR_WIDTH
+        return EVAL_SETTINGS["cifar10"].width
     if key not in EVAL_WIDTHS:
         return None
     cls_w, seg_w = EVAL_WIDTHS[key]

@@ -4,19 +4,10 @@ Each data set lives in its own module; importing this package registers them all
 """
 from __future__ import annotations
 
-import importlib
-
-from .base import DataError, ImageDataset, TensorDataset, random_crop_flip
+from . import cifar, cityscapes, imagefolder, imagenet, synthetic  # noqa: F401  (importing registers them)
+from .base import DataError, DataInfo, ImageDataset, TensorDataset, random_crop_flip
 from .loader import BatchStream, step_generator
 from .registry import DATASETS
-
-_DATASET_MODULES = ("synthetic", "cifar", "imagenet", "imagefolder", "cityscapes")
-for _m in _DATASET_MODULES:
-    try:
-        importlib.import_module(f"{__name__}.{_m}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"{__name__}.{_m}":
-            raise
 
 
 def build_dataset(data_cfg, split: str) -> ImageDataset:
@@ -32,5 +23,5 @@ def build_dataset(data_cfg, split: str) -> ImageDataset:
     )
 
 
-__all__ = ["DataError", "ImageDataset", "TensorDataset", "random_crop_flip", "BatchStream",
+__all__ = ["DataError", "DataInfo", "ImageDataset", "TensorDataset", "random_crop_flip", "BatchStream",
            "step_generator", "DATASETS", "build_dataset"]

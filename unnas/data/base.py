@@ -12,9 +12,19 @@ Two kinds:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from unnas.tasks.base import DataInfo
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a task needs to know about the data set it reads."""
+    num_classes: int          # labelled classes (0 for unlabelled data)
+    image_size: int           # side of the (square) training crop
+    mean: tuple               # per-channel RGB mean in [0, 1]
+    std: tuple                # per-channel RGB std in [0, 1]
+    dense_labels: bool = False  # labels are per-pixel maps (segmentation)
 
 
 class DataError(RuntimeError):

@@ -25,9 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unnas.tasks.base import DataInfo
-
-from .base import DataError, TensorDataset
+from .base import DataError, DataInfo, TensorDataset
 from .registry import DATASETS
 
 SIZE = 32

@@ -31,9 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unnas.tasks.base import DataInfo
-
-from .base import DataError
+from .base import DataError, DataInfo
 from .imagefolder import (_DECODE_ERRORS, IMAGENET_MEAN, IMAGENET_STD, FileDataset, check_root, listdir, open_rgb,
                           to_tensor)
 from .registry import DATASETS

@@ -37,9 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unnas.tasks.base import DataInfo
-
-from .base import DataError, ImageDataset
+from .base import DataError, DataInfo, ImageDataset
 from .registry import DATASETS
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,7 @@ import os
 import re
 from pathlib import Path
 
-from unnas.tasks.base import DataInfo
-
-from .base import DataError
+from .base import DataError, DataInfo
 from .imagefolder import (IMAGENET_MEAN, IMAGENET_STD, FileDataset, check_root, is_image_file, listdir,
                           resolve_sizes, scan_class_tree)
 from .registry import DATASETS

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from unnas.tasks.base import DataInfo
-
-from .base import TensorDataset
+from .base import DataInfo, TensorDataset
 from .registry import DATASETS
 
 CLASSES = ("house", "tree", "mushroom", "balloon", "t_sign", "arrow", "l_bracket", "tower", "person", "goblet")

@@ -1,7 +1,10 @@
 """Bilevel DARTS search with pluggable objectives."""
-from .bilevel import BilevelStep
-from .config import search_defaults, validate_search_cfg
-from .searcher import Hook, NonFiniteLossError, Searcher, cosine_lr
+from unnas.engine import Hook, NonFiniteLossError
 
-__all__ = ["BilevelStep", "search_defaults", "validate_search_cfg", "Hook", "NonFiniteLossError",
+from .bilevel import BilevelStep
+from .build import build_search
+from .config import search_defaults, validate_search_cfg
+from .searcher import Searcher
+
+__all__ = ["BilevelStep", "build_search", "search_defaults", "validate_search_cfg", "Hook", "NonFiniteLossError",
            "Searcher", "cosine_lr"]

@@ -95,13 +95,6 @@ def validate_search_cfg(cfg: CN) -> None:
           f"SEARCH.PARTIAL_CHANNELS {k} must divide MODEL.WIDTH {cfg.MODEL.WIDTH} into an even number of channels")
     check(cfg.SEARCH.AMP in ("none", "bf16"), f"SEARCH.AMP must be none or bf16, got {cfg.SEARCH.AMP!r}")
     check(cfg.SEARCH.NUM_THREADS >= 0, "SEARCH.NUM_THREADS must be >= 0 (0 = torch's default)")
-    import inspect
-    from search_spaces import get_space
-    space = get_space(cfg.MODEL.SPACE)
-    check(cfg.SEARCH.PARTIAL_CHANNELS == 1 or "partial_channels" in inspect.signature(space.build_supernet).parameters,
-          "SEARCH.PARTIAL_CHANNELS > 1 (PC-DARTS partial channels) is not available in this version; set it to 1")
-    check(not cfg.SEARCH.EDGE_NORM or "edge_normalization" in inspect.signature(space.new_arch_parameters).parameters,
-          "SEARCH.EDGE_NORM (PC-DARTS edge normalisation) is not available in this version; set it to False")
     check(cfg.SEARCH.EVAL_BN in ("batch", "running"), f"SEARCH.EVAL_BN must be batch or running, got {cfg.SEARCH.EVAL_BN!r}")
     check(cfg.ARCH.OPTIMIZER in ("adam", "sgd"), f"ARCH.OPTIMIZER must be adam or sgd, got {cfg.ARCH.OPTIMIZER!r}")
     check(len(cfg.ARCH.BETAS) == 2 and all(0 <= b < 1 for b in cfg.ARCH.BETAS), "ARCH.BETAS must be two numbers in [0, 1)")

@@ -1,67 +1,43 @@
-"""The search loop: bilevel DARTS steps driven by a task, with hooks for logging and checkpoints.
+"""The search loop: bilevel DARTS steps driven by a task, on the shared engine.
 
 The loop never looks at the task's or data set's name: everything task-specific goes through the
-:class:`~unnas.tasks.Task` interface, everything about outputs through hooks.
+:class:`~unnas.tasks.Task` interface, everything about outputs through hooks
+(:mod:`unnas.engine.hooks`, :mod:`unnas.search.hooks`).
 """
 from __future__ import annotations
 
 import logging
-import math
-import time
 from pathlib import Path
 
 import torch
 
-from search_spaces import get_space
-from search_spaces.darts.stems import choose_stem
-from search_spaces.darts.supernet import SearchModel
-from unnas.config import ConfigError, task_options
-from unnas.data import BatchStream, DataError, build_dataset, step_generator
+from unnas.config import task_options
+from unnas.data import build_dataset, step_generator
+from unnas.engine import (Checkpointer, CheckpointHook, EvalHook, Hook, LoopBase, LRSchedule, NonFiniteLossError,
+                          Period, build_stream, check_finite, check_task_data, per_rank_batch, setup_run)
+from unnas.engine.evaluation import evaluate
 from unnas.tasks import build_task
 from unnas.utils import distributed as du
-from unnas.utils.io import atomic_torch_save
-from unnas.utils.memory_format import use_channels_last
 
-from .bilevel import BilevelStep
+from .build import build_search
 
 log = logging.getLogger("unnas.search")
 
 # Streams of the deterministic per-step generators (see unnas.data.loader.step_generator).
 _W_AUG, _A_AUG, _W_TASK, _A_TASK, _EVAL = range(5)
 
-
-class NonFiniteLossError(RuntimeError):
-    pass
+__all__ = ["Searcher", "Hook", "NonFiniteLossError"]
 
 
-def cosine_lr(base: float, minimum: float, progress: float) -> float:
-    """Cosine from ``base`` at progress 0 to ``minimum`` at progress 1."""
-    return minimum + 0.5 * (base - minimum) * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
-
-
-class Hook:
-    def before_run(self, s: "Searcher"): ...
-    def after_step(self, s: "Searcher", stats: dict): ...
-    def after_epoch(self, s: "Searcher", stats: dict): ...
-    def after_run(self, s: "Searcher"): ...
-    def on_error(self, s: "Searcher", exc: BaseException): ...
-
-
-class Searcher:
+class Searcher(LoopBase):
     def __init__(self, cfg, out_dir: str | Path, hooks: list[Hook] | None = None):
         self.cfg = cfg
         self.out_dir = Path(out_dir)
-        self.hooks = hooks or []
-        self.device = du.resolve_device(cfg.DEVICE)
-        self.rank, self.world = du.init_from_env(self.device)
-        self.is_main = self.rank == 0
+        self.ctx = setup_run(cfg.DEVICE, cfg.SEED, cfg.SEARCH.NUM_THREADS, cfg.DETERMINISTIC)
+        self.device, self.rank, self.world = self.ctx.device, self.ctx.rank, self.ctx.world
+        self.is_main = self.ctx.is_main
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(cfg.SEED)
-        if cfg.SEARCH.NUM_THREADS > 0:
-            torch.set_num_threads(cfg.SEARCH.NUM_THREADS)
-        if cfg.DETERMINISTIC:
-            torch.use_deterministic_algorithms(True, warn_only=True)
 
         # ---- data: the training split, divided into a weight half and an architecture half
         full = build_dataset(cfg.DATA, "train")
@@ -70,77 +46,57 @@ class Searcher:
         n_w = int(cfg.SEARCH.PORTION * n)
         self.weight_idx, self.arch_idx = perm[:n_w].tolist(), perm[n_w:].tolist()
         self.dataset = full
-        if cfg.SEARCH.BATCH_SIZE % self.world:
-            raise ConfigError(f"SEARCH.BATCH_SIZE {cfg.SEARCH.BATCH_SIZE} is not divisible by the {self.world} processes")
-        per_rank = cfg.SEARCH.BATCH_SIZE // self.world
-        pin = self.device.type == "cuda"
-        common = dict(rank=self.rank, world=self.world, num_workers=cfg.DATA.NUM_WORKERS, pin_memory=pin)
-        self.w_stream = BatchStream(full, self.weight_idx, per_rank, cfg.SEED, stream=0, **common)
-        self.a_stream = BatchStream(full, self.arch_idx, per_rank, cfg.SEED, stream=1, **common)
-        self.eval_stream = BatchStream(full, self.arch_idx, per_rank, cfg.SEED, stream=2, shuffle=False,
-                                       drop_last=False, **common)
+        per_rank = per_rank_batch(cfg.SEARCH.BATCH_SIZE, self.ctx, "SEARCH.BATCH_SIZE")
+        workers = cfg.DATA.NUM_WORKERS
+        self.w_stream = build_stream(full, self.weight_idx, per_rank, cfg.SEED, 0, self.ctx, workers)
+        self.a_stream = build_stream(full, self.arch_idx, per_rank, cfg.SEED, 1, self.ctx, workers)
+        self.eval_stream = build_stream(full, self.arch_idx, per_rank, cfg.SEED, 2, self.ctx, workers,
+                                        shuffle=False, drop_last=False)
+        self.epochs = cfg.SEARCH.EPOCHS
         self.steps_per_epoch = len(self.w_stream)
         if cfg.SEARCH.STEPS_PER_EPOCH:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.SEARCH.STEPS_PER_EPOCH)
-        self.total_steps = self.steps_per_epoch * cfg.SEARCH.EPOCHS
+        self.schedule = LRSchedule(cfg.OPTIM.LR, cfg.OPTIM.LR_MIN, self.epochs, self.steps_per_epoch,
+                                   per_step=cfg.OPTIM.ITER_LR)
 
-        # ---- task, supernet, architecture parameters
+        # ---- task, supernet, architecture parameters, optimisers, the bilevel step
         self.task = build_task(cfg.TASK.NAME, full.info, **task_options(cfg))
-        if self.task.needs_labels and full.info.num_classes <= 0:
-            raise DataError(f"task {self.task.name} needs labels but data set {cfg.DATA.DATASET} has none; "
-                            "use a pretext task (rot, col, jig) or a labelled data set")
-        self.space = get_space(cfg.MODEL.SPACE)
-        self.stem = choose_stem(cfg.MODEL.STEM, full.info.image_size)
-        extra = {}
-        if cfg.SEARCH.PARTIAL_CHANNELS > 1:
-            extra["partial_channels"] = cfg.SEARCH.PARTIAL_CHANNELS
-        trunk = self.space.build_supernet(self.task.in_channels, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, self.stem,
-                                          self.task.single_reduction, **extra)
-        trunk.use_channels_last(use_channels_last(cfg.SEARCH.CHANNELS_LAST, cfg.SEARCH.AMP, self.device))
-        self.model = SearchModel(trunk, self.task.build_head(trunk.out_channels)).to(self.device)
-        self.amp_dtype = torch.bfloat16 if cfg.SEARCH.AMP == "bf16" else None
-        arch_kwargs = {"edge_normalization": True} if cfg.SEARCH.EDGE_NORM else {}
-        self.arch = self.space.new_arch_parameters(
-            generator=torch.Generator().manual_seed(cfg.SEED + 1), **arch_kwargs).to(self.device)
-        du.broadcast_(list(self.arch.parameters()))
+        check_task_data(self.task, full.info, cfg.DATA.DATASET)
+        parts = build_search(cfg, self.task, full.info.image_size, self.ctx)
+        self.space, self.stem, self.model, self.arch = parts.space, parts.stem, parts.model, parts.arch
+        self.w_opt, self.a_opt, self.step_fn = parts.w_opt, parts.a_opt, parts.step_fn
+        self.amp_dtype = parts.amp_dtype
+        self.checkpointer = Checkpointer(self.out_dir, "checkpoint.pt", self.is_main)
 
-        self.w_opt = torch.optim.SGD(self.model.parameters(), lr=cfg.OPTIM.LR, momentum=cfg.OPTIM.MOMENTUM,
-                                     weight_decay=cfg.OPTIM.WEIGHT_DECAY, nesterov=cfg.OPTIM.NESTEROV)
-        if cfg.ARCH.OPTIMIZER == "adam":
-            self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=cfg.ARCH.LR, betas=tuple(cfg.ARCH.BETAS),
-                                          weight_decay=cfg.ARCH.WEIGHT_DECAY)
-        else:
-            self.a_opt = torch.optim.SGD(self.arch.parameters(), lr=cfg.ARCH.LR, momentum=cfg.OPTIM.MOMENTUM,
-                                         weight_decay=cfg.ARCH.WEIGHT_DECAY)
-        ddp_model = None
-        if self.world > 1:
-            ddp_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.step_fn = BilevelStep(self.model, self.arch, self.task, self.w_opt, self.a_opt, cfg.SEARCH.ORDER,
-                                   cfg.OPTIM.GRAD_CLIP, cfg.ARCH.UNROLL_LR, ddp_model, amp_dtype=self.amp_dtype)
+        # ---- hooks: evaluation first, the caller's writers, the checkpoint last
+        eval_period = Period(cfg.SEARCH.EVAL_PERIOD, "epoch", final=True)
+        ckpt_period = Period(cfg.CHECKPOINT_STEPS, "step") if cfg.CHECKPOINT_STEPS else None
+        super().__init__([EvalHook(self.evaluate_now, eval_period, "eval_"), *(hooks or []),
+                          CheckpointHook(ckpt_period)])
 
-        # ---- loop state (all of it goes into the checkpoint)
-        self.epoch = 0
-        self.step = 0                 # next step within the epoch
-        self.global_step = 0
+        # ---- loop state besides the counters (all of it goes into the checkpoint)
         self.meter = self.task.new_meter()
         self.arch_loss_sum = 0.0
         self.arch_steps = 0
         self.alpha_history: list[dict] = []
         self.genotype_history: list[dict] = []
         self.epoch_stats: list[dict] = []
-        self.last_good_checkpoint: Path | None = None
-        self.stopped_early = False
 
     # ---- helpers -------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
-        return self.out_dir / "checkpoint.pt"
+        return self.checkpointer.path
+
+    @property
+    def last_good_checkpoint(self) -> Path | None:
+        return self.checkpointer.last_good
+
+    @property
+    def primary(self) -> str:
+        return self.task.new_meter().primary
 
     def lr_at(self, epoch: int, step: int) -> float:
-        c = self.cfg
-        progress = (epoch + (step / self.steps_per_epoch if c.OPTIM.ITER_LR else 0.0)) / c.SEARCH.EPOCHS
-        return cosine_lr(c.OPTIM.LR, c.OPTIM.LR_MIN, progress)
+        return self.schedule.at(epoch, step)
 
     def _prepare(self, batch, train: bool, epoch: int, step: int, aug_stream: int, task_stream: int):
         images, labels = batch
@@ -155,11 +111,10 @@ class Searcher:
     def state_dict(self) -> dict:
         return {
             "model": self.model.state_dict(), "arch": self.arch.state_dict(),
-            "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
-            "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+            "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(), **self.counters(),
             "meter": self.meter.state(), "arch_loss_sum": self.arch_loss_sum, "arch_steps": self.arch_steps,
             "alpha_history": self.alpha_history, "genotype_history": self.genotype_history,
-            "epoch_stats": self.epoch_stats, "cfg": self.cfg.dump(),
+            "epoch_stats": self.epoch_stats, "hooks": self.hook_states(), "cfg": self.cfg.dump(),
             "rng_cpu": torch.get_rng_state(),
         }
 
@@ -168,30 +123,24 @@ class Searcher:
         self.arch.load_state_dict(state["arch"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
-        self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
+        self.load_counters(state)
         self.meter.load_state(state["meter"])
         self.arch_loss_sum, self.arch_steps = state["arch_loss_sum"], state["arch_steps"]
         self.alpha_history = state["alpha_history"]
         self.genotype_history = state["genotype_history"]
         self.epoch_stats = state["epoch_stats"]
+        self.load_hook_states(state.get("hooks", {}))
         torch.set_rng_state(state["rng_cpu"])
 
-    def save_checkpoint(self) -> None:
-        if self.is_main:
-            atomic_torch_save(self.state_dict(), self.checkpoint_path)
-            self.last_good_checkpoint = self.checkpoint_path
-        du.barrier()
+    def save_checkpoint(self, stats: dict | None = None) -> None:
+        self.checkpointer.save(self.state_dict())
 
     def resume(self) -> bool:
         """Load the run directory's checkpoint if there is one; True when resumed."""
-        if not self.checkpoint_path.exists():
+        state = self.checkpointer.load(self.device)
+        if state is None:
             return False
-        try:
-            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # a torn file cannot happen (atomic writes), but a foreign one can
-            raise DataError(f"cannot read checkpoint {self.checkpoint_path}: {exc}; delete it to start afresh") from exc
         self.load_state_dict(state)
-        self.last_good_checkpoint = self.checkpoint_path
         return True
 
     def arch_active(self, epoch: int, step: int) -> bool:
@@ -219,95 +168,58 @@ class Searcher:
             if tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
 
-    @torch.no_grad()
-    def evaluate(self, epoch: int) -> dict:
+    def evaluate_now(self) -> dict:
+        """Task metrics of the supernet (current alphas) on the held-out (architecture) half."""
         saved = self._eval_mode()
-        meter = self.task.new_meter()
-        weights = self.arch.weights()
-        limit = self.cfg.SEARCH.EVAL_BATCHES or len(self.eval_stream)
-        for k, batch in enumerate(self.eval_stream.epoch(0)):
-            if k >= limit:
-                break
-            x, y = self._prepare(batch, False, 0, k, _EVAL, _EVAL)
-            with self.step_fn.autocast():
-                logits = self.model(x, weights)
-            meter.update(logits, y, float(self.task.loss(logits, y)))
-        self._restore_bn(saved)
-        self.model.train()
-        state = meter.state()
-        du.all_reduce_sum_(list(state.values()))
-        return {f"eval_{k}": v for k, v in meter.compute().items()}
+        try:
+            weights = self.arch.weights()
+            return evaluate(lambda x: self.model(x, weights), self.task, self.eval_stream,
+                            lambda batch, k: self._prepare(batch, False, 0, k, _EVAL, _EVAL),
+                            self.cfg.SEARCH.EVAL_BATCHES, self.step_fn.autocast)
+        finally:
+            self._restore_bn(saved)
+            self.model.train()
+
+    def evaluate(self, epoch: int) -> dict:
+        return {f"eval_{k}": v for k, v in self.evaluate_now().items()}
 
     # ---- the loop ------------------------------------------------------------------------
-    def run(self, max_steps: int | None = None) -> dict:
-        """Search to the end (or stop after ``max_steps`` steps of this call, as a kill would)."""
-        for h in self.hooks:
-            h.before_run(self)
+    def begin_epoch(self, epoch: int) -> None:
         self.model.train()
-        done_now = 0
-        try:
-            while self.epoch < self.cfg.SEARCH.EPOCHS:
-                epoch = self.epoch
-                t0 = time.time()
-                batches = self.w_stream.epoch(epoch, self.step)
-                while self.step < self.steps_per_epoch:
-                    if max_steps is not None and done_now >= max_steps:
-                        self.stopped_early = True
-                        return {}
-                    step = self.step
-                    lr = self.lr_at(epoch, step)
-                    for g in self.w_opt.param_groups:
-                        g["lr"] = lr
-                    x, y = self._prepare(next(batches), True, epoch, step, _W_AUG, _W_TASK)
-                    arch_loss = None
-                    if self.arch_active(epoch, step):
-                        xa, ya = self._prepare(self.a_stream.fetch(epoch, step), True, epoch, step, _A_AUG, _A_TASK)
-                        if self.cfg.SEARCH.ORDER == "second":
-                            arch_loss = self.step_fn.arch_step(xa, ya, x, y, lr)
-                        else:
-                            arch_loss = self.step_fn.arch_step(xa, ya)
-                    loss, logits = self.step_fn.weight_step(x, y)
-                    loss_f = float(loss)
-                    if not math.isfinite(loss_f) or (arch_loss is not None and not math.isfinite(arch_loss)):
-                        raise NonFiniteLossError(self._nan_message(epoch, step, loss_f, arch_loss))
-                    self.meter.update(logits, y, loss_f)
-                    if arch_loss is not None:
-                        self.arch_loss_sum += arch_loss
-                        self.arch_steps += 1
-                    self.step += 1
-                    self.global_step += 1
-                    done_now += 1
-                    stats = {"epoch": epoch, "step": step, "global_step": self.global_step, "lr": lr,
-                             "loss": loss_f, "arch_loss": arch_loss}
-                    for h in self.hooks:
-                        h.after_step(self, stats)
-                    if self.cfg.CHECKPOINT_STEPS and self.global_step % self.cfg.CHECKPOINT_STEPS == 0 \
-                            and self.step < self.steps_per_epoch:
-                        self.save_checkpoint()
-                self._end_epoch(epoch, time.time() - t0)
-            for h in self.hooks:
-                h.after_run(self)
-            return self.summary()
-        except BaseException as exc:
-            for h in self.hooks:
-                h.on_error(self, exc)
-            raise
+        self._batches = self.w_stream.epoch(epoch, self.step)
 
-    def _nan_message(self, epoch, step, loss, arch_loss) -> str:
-        where = (f"last good checkpoint {self.last_good_checkpoint} is kept"
-                 if self.last_good_checkpoint else "no checkpoint had been written yet")
-        return (f"non-finite loss at epoch {epoch} step {step} (weight loss {loss}, arch loss {arch_loss}); "
-                f"search stopped, {where}; lower OPTIM.LR / ARCH.LR or check the data")
+    def run_step(self, epoch: int, step: int) -> dict:
+        lr = self.schedule.apply(self.w_opt, epoch, step)
+        x, y = self._prepare(next(self._batches), True, epoch, step, _W_AUG, _W_TASK)
+        arch_loss = None
+        if self.arch_active(epoch, step):
+            xa, ya = self._prepare(self.a_stream.fetch(epoch, step), True, epoch, step, _A_AUG, _A_TASK)
+            if self.cfg.SEARCH.ORDER == "second":
+                arch_loss = self.step_fn.arch_step(xa, ya, x, y, lr)
+            else:
+                arch_loss = self.step_fn.arch_step(xa, ya)
+        loss, logits = self.step_fn.weight_step(x, y)
+        loss_f = float(loss)
+        check_finite({"weight loss": loss_f, "arch loss": arch_loss}, epoch=epoch, step=step, run="search",
+                     last_good=self.last_good_checkpoint, fix="lower OPTIM.LR / ARCH.LR or check the data",
+                     device=self.device)
+        self.meter.update(logits, y, loss_f)
+        if arch_loss is not None:
+            self.arch_loss_sum += arch_loss
+            self.arch_steps += 1
+        return {"epoch": epoch, "step": step, "global_step": self.global_step + 1, "lr": lr,
+                "loss": loss_f, "arch_loss": arch_loss}
 
-    def _end_epoch(self, epoch: int, seconds: float) -> None:
+    def end_epoch(self, epoch: int) -> dict:
         state = self.meter.state()
         du.all_reduce_sum_(list(state.values()))
         train = {f"train_{k}": v for k, v in self.meter.compute().items()}
-        stats = {"epoch": epoch, "epoch_seconds": seconds, **train,
-                 "arch_loss": self.arch_loss_sum / self.arch_steps if self.arch_steps else None,
-                 "lr": self.lr_at(epoch, self.steps_per_epoch - 1)}
-        if (epoch + 1) % self.cfg.SEARCH.EVAL_PERIOD == 0 or epoch + 1 == self.cfg.SEARCH.EPOCHS:
-            stats.update(self.evaluate(epoch))
+        return {"epoch": epoch, **train,
+                "arch_loss": self.arch_loss_sum / self.arch_steps if self.arch_steps else None,
+                "lr": self.lr_at(epoch, self.steps_per_epoch - 1)}
+
+    def record_epoch(self, stats: dict) -> None:
+        epoch = stats["epoch"]
         w = self.arch.weights()
         genotype = self.space.derive(self.arch)
         record = {"epoch": epoch, "normal": w.normal.tolist(), "reduce": w.reduce.tolist()}
@@ -317,13 +229,24 @@ class Searcher:
         self.genotype_history.append({"epoch": epoch, "genotype": genotype.to_dict(), "repr": repr(genotype)})
         stats["genotype"] = repr(genotype)
         self.epoch_stats.append(stats)
-        self.epoch += 1
-        self.step = 0
         self.meter = self.task.new_meter()
         self.arch_loss_sum, self.arch_steps = 0.0, 0
-        for h in self.hooks:
-            h.after_epoch(self, stats)
-        self.save_checkpoint()
+        p = self.primary
+        ev = f", eval {p} {stats['eval_' + p]:.2f}" if "eval_" + p in stats else ""
+        log.info("epoch %d/%d: train loss %.4f, train %s %.2f%s, %.1fs; genotype %s", epoch + 1, self.epochs,
+                 stats["train_loss"], p, stats.get("train_" + p, float("nan")), ev, stats["epoch_seconds"],
+                 stats["genotype"])
+
+    def write_tensorboard(self, writer, stats: dict) -> None:
+        """Alphas (and PC-DARTS betas) per edge and op, and the derived genotype."""
+        last, step = self.alpha_history[-1], self.global_step
+        for cell in ("normal", "reduce"):
+            for e, (j, node) in enumerate(self.space.edges()):
+                for op, value in zip(self.space.primitives, last[cell][e]):
+                    writer.add_scalar(f"alpha_{cell}/edge{e:02d}_{j}to{node - 2}/{op}", value, step)
+                if f"{cell}_edges" in last:
+                    writer.add_scalar(f"beta_{cell}/edge{e:02d}_{j}to{node - 2}", last[f"{cell}_edges"][e], step)
+        writer.add_text("genotype", stats["genotype"], step)
 
     def summary(self) -> dict:
         genotype = self.space.derive(self.arch)

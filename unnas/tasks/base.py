@@ -6,21 +6,14 @@ the study and retraining call only this interface, so they never branch on a tas
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What a task needs to know about the data set it reads."""
-    num_classes: int          # labelled classes (0 for unlabelled data)
-    image_size: int           # side of the (square) training crop
-    mean: tuple               # per-channel RGB mean in [0, 1]
-    std: tuple                # per-channel RGB std in [0, 1]
-    dense_labels: bool = False  # labels are per-pixel maps (segmentation)
+if TYPE_CHECKING:  # a data set describes itself (unnas.data); tasks only read that description
+    from unnas.data import DataInfo
 
 
 class Meter:
@@ -105,6 +98,11 @@ class Task:
     single_reduction = False   # dense prediction at output stride 16 (one reduction cell)
     in_channels = 3            # channels of the network input
     images_per_sample = 1      # trunk passes per input image (rotations, jigsaw tiles)
+    # Declared capabilities (the trainer reads these, never the task's name or its classes):
+    per_sample_cross_entropy = True  # the loss is cross-entropy over num_outputs per sample: label smoothing applies
+    per_image_logits = True          # the head predicts one vector per trunk input: an auxiliary classifier applies
+    input_kind = "rgb"               # what the network input is; a trunk trained on another kind is fed
+                                     # by its own task's ``make_input`` (a colorization trunk reads L)
 
     def __init__(self, data: DataInfo, **options):
         self.data = data
@@ -134,6 +132,11 @@ class Task:
 
     def describe(self) -> str:
         return f"{self.name} ({self.num_outputs} outputs, {self.images_per_sample} trunk passes per image)"
+
+    def make_input(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) images -> this task's kind of network input, one per image (no targets):
+        how a trunk trained on this task is fed when another task (e.g. a linear probe) uses it."""
+        return self.normalize(images)
 
     # helpers shared by subclasses
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 Input: the L channel only (1 channel), ``(L / 100 - mean(data.mean)) / mean(data.std)`` (the
 release's normalisation, e.g. (L/100 - 0.449) / 0.226 on ImageNet). Target: for each pixel the
 index in [0, 312] of the nearest (Euclidean, in ab) of the 313 quantised ab bins (hard 1-NN, as
-the release; see :mod:`unnas.tasks.color`). Head: 1x1 conv (bias) to 313 channels, bilinear
+the release; see :mod:`unnas.tasks.lab_bins`). Head: 1x1 conv (bias) to 313 channels, bilinear
 upsampling (align_corners=True) to the input size. Loss: per-pixel cross-entropy; metric:
 per-pixel top-1 / top-5.
 
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from typing import NamedTuple
 
 from .base import Task, TopKMeter
-from .color import NUM_BINS, ab_bins, lightness_and_bins, nearest_bin, nearest_bins, rgb_to_lab
+from .lab_bins import NUM_BINS, ab_bins, lightness_and_bins, nearest_bin, nearest_bins, rgb_to_lab
 from .registry import TASKS
 
 SOFT_K = 5
@@ -86,6 +86,9 @@ def rebalance_weights(prior, lam: float = REBALANCE_LAMBDA) -> torch.Tensor:
 class ColorizationTask(Task):
     name = "col"
     in_channels = 1
+    input_kind = "lightness"
+    per_sample_cross_entropy = False   # per-pixel loss over the ab bins (soft encoding, rebalancing)
+    per_image_logits = False
 
     def __init__(self, data, col_soft_encoding: bool = False, col_rebalance: bool = False,
                  col_prior_file: str = "", **options):
@@ -113,6 +116,9 @@ class ColorizationTask(Task):
         lab = rgb_to_lab(images)
         x = (lab[:, :1] / 100.0 - self.l_mean) / self.l_std
         return x.contiguous(), lab[:, 1:].permute(0, 2, 3, 1)
+
+    def make_input(self, images: torch.Tensor) -> torch.Tensor:
+        return self.lab_input(images)[0]
 
     def make_batch(self, images, labels, train, generator=None):
         if not (self.soft or self.rebalance) and images.dtype == torch.uint8:

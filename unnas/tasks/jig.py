@@ -61,6 +61,7 @@ class JigsawHead(nn.Module):
 @TASKS.register("jig", aliases=("jigsaw",))
 class JigsawTask(Task):
     name = "jig"
+    per_image_logits = False   # one permutation prediction per image from all its tiles
 
     def __init__(self, data, jigsaw_grid: int = 0, jigsaw_num_perms: int = 1000, jigsaw_perms_file: str = "",
                  jigsaw_seed: int = 0, gray_prob: float = 0.3, **options):

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .color import atomic_save_npy, cache_dir
+from unnas.utils.io import atomic_save_npy, cache_dir
 
 _FULL_POOL_MAX = 400_000
 _RANDOM_POOL = 50_000

@@ -112,6 +112,8 @@ class SegmentationTask(Task):
     name = "seg"
     needs_labels = True
     single_reduction = True
+    per_sample_cross_entropy = False   # per-pixel loss that ignores label 255
+    per_image_logits = False
 
     def __init__(self, data, seg_aspp_channels: int = 256, seg_aspp_rates=(6, 12, 18), **options):
         super().__init__(data, seg_aspp_channels=seg_aspp_channels, seg_aspp_rates=seg_aspp_rates, **options)

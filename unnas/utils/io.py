@@ -1,4 +1,5 @@
-"""Crash-safe file writes: a reader sees the old file or the new one, never a torn one."""
+"""Crash-safe file writes (a reader sees the old file or the new one, never a torn one) and the
+cache folder of derived files."""
 from __future__ import annotations
 
 import io
@@ -6,7 +7,14 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
+
+
+def cache_dir() -> Path:
+    """Where derived files (ab bins, jigsaw permutations) are cached: $UNNAS_CACHE, else ~/.cache/unnas."""
+    root = os.environ.get("UNNAS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "unnas")
+    return Path(root)
 
 
 def _atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -32,4 +40,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_torch_save(obj, path: str | Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    """``np.save`` atomically: several processes may fill the cache with the same file at once."""
+    buf = io.BytesIO()
+    np.save(buf, array)
     _atomic_write_bytes(path, buf.getvalue())

@@ -28,12 +28,12 @@ so no tolerance rule can replace the 4 explicit bins.
 """
 from __future__ import annotations
 
-import os
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from unnas.utils.io import atomic_save_npy, cache_dir
 
 # skimage's constants: sRGB (D65) -> XYZ matrix and the D65 / 2-degree reference white.
 XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423),
@@ -44,21 +44,6 @@ GRID = 10
 NUM_BINS = 313
 _EDGE_BINS = ((40, 90), (100, -90), (100, -10), (100, 0))
 _BINS_VERSION = 1
-
-
-def cache_dir() -> Path:
-    """Where derived files are cached: $UNNAS_CACHE, else ~/.cache/unnas."""
-    root = os.environ.get("UNNAS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "unnas")
-    return Path(root)
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` atomically (several processes may fill the cache at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
 
 
 def _linear_lut(device, dtype) -> torch.Tensor:

@@ -1,0 +1,66 @@
+"""Builders of a search: the supernet, its architecture parameters, both optimisers and the
+bilevel step, from a search config. ``Searcher`` and ``tools/bench.py`` both build through here,
+so a benchmark times exactly what the search runs (memory format and autocast included)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from search_spaces import get_space
+from search_spaces.darts.stems import choose_stem
+from search_spaces.darts.supernet import SearchModel
+from unnas.engine import RunContext, wrap_ddp
+from unnas.utils import distributed as du
+from unnas.utils.memory_format import use_channels_last
+
+from .bilevel import BilevelStep
+
+
+@dataclass
+class SearchParts:
+    space: object
+    stem: str
+    model: SearchModel
+    arch: torch.nn.Module
+    w_opt: torch.optim.Optimizer
+    a_opt: torch.optim.Optimizer
+    step_fn: BilevelStep
+    channels_last: bool
+    amp_dtype: torch.dtype | None
+
+
+def amp_dtype(amp: str) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
+
+def weight_optimizer(cfg, params) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.OPTIM.LR, momentum=cfg.OPTIM.MOMENTUM,
+                           weight_decay=cfg.OPTIM.WEIGHT_DECAY, nesterov=bool(cfg.OPTIM.NESTEROV))
+
+
+def arch_optimizer(cfg, params) -> torch.optim.Optimizer:
+    if cfg.ARCH.OPTIMIZER == "adam":
+        return torch.optim.Adam(params, lr=cfg.ARCH.LR, betas=tuple(cfg.ARCH.BETAS), weight_decay=cfg.ARCH.WEIGHT_DECAY)
+    return torch.optim.SGD(params, lr=cfg.ARCH.LR, momentum=cfg.OPTIM.MOMENTUM, weight_decay=cfg.ARCH.WEIGHT_DECAY)
+
+
+def build_search(cfg, task, image_size: int, ctx: RunContext) -> SearchParts:
+    """Everything a search step needs, on ``ctx.device`` (DDP-wrapped under torchrun). The alphas
+    are drawn from ``SEED + 1`` and broadcast from rank 0."""
+    space = get_space(cfg.MODEL.SPACE)
+    stem = choose_stem(cfg.MODEL.STEM, image_size)
+    trunk = space.build_supernet(task.in_channels, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, stem, task.single_reduction,
+                                 partial_channels=cfg.SEARCH.PARTIAL_CHANNELS)
+    channels_last = use_channels_last(cfg.SEARCH.CHANNELS_LAST, cfg.SEARCH.AMP, ctx.device)
+    trunk.use_channels_last(channels_last)
+    model = SearchModel(trunk, task.build_head(trunk.out_channels)).to(ctx.device)
+    arch = space.new_arch_parameters(generator=torch.Generator().manual_seed(cfg.SEED + 1),
+                                     edge_normalization=cfg.SEARCH.EDGE_NORM).to(ctx.device)
+    du.broadcast_(list(arch.parameters()))
+    w_opt = weight_optimizer(cfg, model.parameters())
+    a_opt = arch_optimizer(cfg, arch.parameters())
+    dtype = amp_dtype(cfg.SEARCH.AMP)
+    step_fn = BilevelStep(model, arch, task, w_opt, a_opt, cfg.SEARCH.ORDER, cfg.OPTIM.GRAD_CLIP, cfg.ARCH.UNROLL_LR,
+                          wrap_ddp(model, ctx), amp_dtype=dtype)
+    return SearchParts(space, stem, model, arch, w_opt, a_opt, step_fn, channels_last, dtype)

@@ -1,0 +1,107 @@
+"""Which network a training run builds: one function, ``resolve_network``, for a fresh genotype,
+a trunk initialised from another run (``TRAIN.INIT_FROM``: pretext pretraining, then a probe or a
+fine-tune) and a checkpoint's own network (``meta``: resume, ``--eval-only``).
+
+The answer is a :class:`NetworkPlan`, which the checkpoint records as ``meta`` and from which
+:func:`build_train_network` builds the module. Task capabilities are read from the task's declared
+attributes (``per_image_logits``, ``input_kind``, ``single_reduction``), never from its name.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from search_spaces.darts import zoo
+from search_spaces.darts.genotype import Genotype
+from search_spaces.darts.network import FixedNetwork, build_network
+from search_spaces.darts.stems import choose_stem
+from unnas.config import ConfigError
+from unnas.data import DataError
+from unnas.engine import load_checkpoint
+from unnas.tasks import TASKS, build_task
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    genotype: dict
+    width: int
+    depth: int
+    stem: str
+    single_reduction: bool
+    trunk_in_channels: int
+    input_task: str            # the task whose inputs the trunk was trained on (its ``make_input``)
+    aux: bool
+
+    def meta(self, task, linear_probe: bool) -> dict:
+        """What a checkpoint records to rebuild this network."""
+        return {**asdict(self), "task": task.name, "num_outputs": task.num_outputs, "linear_probe": linear_probe}
+
+
+def _zoo_width(spec, stem: str, single_reduction: bool) -> int:
+    name = zoo.canonical_name(spec) if isinstance(spec, str) else None
+    kind = "cifar10" if stem == "cifar" else ("cityscapes" if single_reduction else "imagenet")
+    width = zoo.eval_width(name, kind) if name else None
+    if not width:
+        raise ConfigError(f"MODEL.WIDTH 0 means the genotype's UnNAS eval width, but {spec!r} has none for "
+                          f"{kind}; set MODEL.WIDTH explicitly")
+    return width
+
+
+def resolve_network(cfg, task, info, genotype=None, meta: dict | None = None):
+    """Return ``(plan, init_state, init_source)``: the network to build, the trunk weights to load
+    (INIT_FROM, else None) and where they came from (for the summary; None when from scratch)."""
+    probe = bool(cfg.TRAIN.LINEAR_PROBE)
+    init_state = init_source = None
+    if meta is None and cfg.TRAIN.INIT_FROM:
+        init = load_checkpoint(cfg.TRAIN.INIT_FROM)
+        if "meta" not in init:
+            raise DataError(f"{cfg.TRAIN.INIT_FROM} is not a checkpoint of tools/train.py (no 'meta')")
+        meta = init["meta"]
+        init_state = {k[len("trunk."):]: v for k, v in init["model"].items() if k.startswith("trunk.")}
+        init_source = {"path": str(cfg.TRAIN.INIT_FROM), "task": meta.get("task"), "epoch": init.get("epoch")}
+    elif cfg.TRAIN.INIT_FROM:  # a resumed or re-evaluated probe/fine-tune run: the network comes from ``meta``
+        init_source = {"path": str(cfg.TRAIN.INIT_FROM), "task": None, "epoch": None}
+
+    if meta is not None:
+        g = Genotype.from_dict(meta["genotype"])
+        width, depth, stem = meta["width"], meta["depth"], meta["stem"]
+        single_reduction, trunk_in = meta["single_reduction"], meta["trunk_in_channels"]
+        input_task = meta.get("input_task", meta.get("task", task.name))
+    else:
+        spec = genotype if genotype is not None else cfg.MODEL.GENOTYPE
+        g = zoo.resolve_genotype(spec)
+        width, depth = cfg.MODEL.WIDTH, cfg.MODEL.DEPTH
+        stem = choose_stem(cfg.MODEL.STEM, info.image_size)
+        if width == 0:
+            width = _zoo_width(spec, stem, task.single_reduction)
+        single_reduction, trunk_in, input_task = task.single_reduction, task.in_channels, task.name
+
+    if single_reduction != task.single_reduction:
+        raise ConfigError(f"the checkpoint's trunk has {'one reduction' if single_reduction else 'two reductions'}"
+                          f" but task {task.name} needs {'one' if task.single_reduction else 'two'}; "
+                          "fine-tune/probe with a task of the same output stride")
+    if TASKS.get(input_task).input_kind != task.input_kind:
+        if task.images_per_sample != 1:
+            raise ConfigError(f"a trunk trained on {TASKS.get(input_task).input_kind} inputs (task {input_task}) can "
+                              f"only be probed with a task whose input is the image itself (cls, seg), not {task.name}")
+    elif trunk_in != task.in_channels:
+        raise ConfigError(f"the checkpoint's trunk takes {trunk_in} input channels but task {task.name} "
+                          f"gives {task.in_channels}")
+    aux = bool(cfg.MODEL.AUX) and not probe
+    if aux and not task.per_image_logits:
+        raise ConfigError(f"MODEL.AUX needs a per-image classification head (tasks cls, rot); task "
+                          f"{task.name} predicts something else: set MODEL.AUX False")
+    plan = NetworkPlan(g.to_dict(), width, depth, stem, single_reduction, trunk_in, input_task, aux)
+    return plan, init_state, init_source
+
+
+def input_adapter(plan: NetworkPlan, task, info):
+    """The task whose ``make_input`` feeds the trunk when it reads another kind of input than
+    ``task`` gives (a colorization trunk reads L), else None."""
+    if TASKS.get(plan.input_task).input_kind == task.input_kind:
+        return None
+    return build_task(plan.input_task, info)
+
+
+def build_train_network(plan: NetworkPlan, task) -> FixedNetwork:
+    return build_network(Genotype.from_dict(plan.genotype), task.build_head, task.num_outputs, plan.trunk_in_channels,
+                         plan.width, plan.depth, plan.stem, plan.single_reduction, plan.aux)
