@@ -59,6 +59,16 @@ def _one_line(exc: Exception) -> str:
     return " ".join(msg.split())
 
 
+def merge_overrides(cfg: CN, opts: Sequence[str]) -> None:
+    """Merge ``KEY VALUE`` pairs into ``cfg``; a wrong key, value or count is one ConfigError line."""
+    if len(opts) % 2:
+        raise ConfigError(f"overrides must be KEY VALUE pairs; got an odd number: {' '.join(opts)}")
+    try:
+        cfg.merge_from_list(list(opts))
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise ConfigError(f"command-line override: {_one_line(exc)}") from exc
+
+
 def load_cfg(defaults: CN, cfg_file: str | None = None, opts: Sequence[str] = (),
              validate: Callable[[CN], None] | None = None) -> CN:
     """Defaults <- YAML file <- command-line ``KEY VALUE`` pairs, validated and frozen."""
@@ -71,12 +81,7 @@ def load_cfg(defaults: CN, cfg_file: str | None = None, opts: Sequence[str] = ()
             cfg.merge_from_file(str(path))
         except (KeyError, ValueError, AssertionError, yaml.YAMLError) as exc:
             raise ConfigError(f"{cfg_file}: {_one_line(exc)}") from exc
-    if len(opts) % 2:
-        raise ConfigError(f"overrides must be KEY VALUE pairs; got an odd number: {' '.join(opts)}")
-    try:
-        cfg.merge_from_list(list(opts))
-    except (KeyError, ValueError, AssertionError) as exc:
-        raise ConfigError(f"command-line override: {_one_line(exc)}") from exc
+    merge_overrides(cfg, opts)
     if validate is not None:
         validate(cfg)
     cfg.freeze()

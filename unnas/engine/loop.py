@@ -2,8 +2,10 @@
 
 A loop subclass supplies ``begin_epoch`` (set up the epoch's batches), ``run_step`` (one
 optimisation step, returning its stats), ``end_epoch`` (the epoch's own stats, e.g. training
-meters) and ``record_epoch`` (its per-epoch bookkeeping, e.g. histories, the best epoch). Hooks do
-everything else, in list order:
+meters), ``record_epoch`` (its per-epoch bookkeeping, e.g. histories, the best epoch),
+``save_checkpoint`` and ``load_state_dict`` (its state, through ``self.checkpointer``, a
+:class:`~unnas.engine.checkpoint.Checkpointer`, on ``self.device``). Hooks do everything else, in
+list order:
 
 * ``after_step(loop, stats)`` after every step;
 * at the end of an epoch, first ``collect_epoch(loop, stats)`` on every hook (hooks that add
@@ -50,6 +52,12 @@ class LoopBase:
     def summary(self) -> dict:
         raise NotImplementedError
 
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
     # ---- shared ----------------------------------------------------------------------------
     @property
     def total_steps(self) -> int:
@@ -73,6 +81,14 @@ class LoopBase:
             if state is not None:
                 out[h.state_key] = state
         return out
+
+    def resume(self) -> bool:
+        """Continue from the checkpointer's file if there is one (``load_state_dict``); True when resumed."""
+        state = self.checkpointer.load(self.device)
+        if state is None:
+            return False
+        self.load_state_dict(state)
+        return True
 
     def load_hook_states(self, states: dict) -> None:
         for h in self.hooks:

@@ -135,14 +135,6 @@ class Searcher(LoopBase):
     def save_checkpoint(self, stats: dict | None = None) -> None:
         self.checkpointer.save(self.state_dict())
 
-    def resume(self) -> bool:
-        """Load the run directory's checkpoint if there is one; True when resumed."""
-        state = self.checkpointer.load(self.device)
-        if state is None:
-            return False
-        self.load_state_dict(state)
-        return True
-
     def arch_active(self, epoch: int, step: int) -> bool:
         return epoch + step / self.steps_per_epoch >= self.cfg.SEARCH.ARCH_START_EPOCH
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from unnas.config import ConfigError, save_cfg
+from unnas.config import merge_overrides, save_cfg
 from unnas.data import DataError
 from unnas.engine import Hook, load_checkpoint
 
@@ -76,12 +76,7 @@ def evaluate_checkpoint(path, opts=(), device: str | None = None) -> dict:
         raise DataError(f"{path} is not a checkpoint of tools/train.py (no 'meta'); evaluate training checkpoints only")
     cfg = train_defaults()
     cfg.merge_from_other_cfg(CN.load_cfg(state["cfg"]))
-    if len(opts) % 2:
-        raise ConfigError(f"overrides must be KEY VALUE pairs; got an odd number: {' '.join(opts)}")
-    try:
-        cfg.merge_from_list(list(opts))
-    except (KeyError, ValueError, AssertionError) as exc:
-        raise ConfigError(f"override: {' '.join(str(exc).split())}") from exc
+    merge_overrides(cfg, opts)
     if device:
         cfg.DEVICE = device
     validate_train_cfg(cfg)

@@ -227,14 +227,6 @@ class Trainer(LoopBase):
         self.load_hook_states(state.get("hooks", {}))
         torch.set_rng_state(state["rng"]["cpu"])
 
-    def resume(self) -> bool:
-        """Continue from ``out_dir/checkpoint_last.pt`` if present; True when resumed."""
-        state = self.checkpointer.load(self.device)
-        if state is None:
-            return False
-        self.load_state_dict(state)
-        return True
-
     def save_checkpoint(self, stats: dict | None = None) -> None:
         self.checkpointer.save(self.state_dict(), [BEST] if stats is not None and self._new_best else [])
 
