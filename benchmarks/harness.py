@@ -9,12 +9,12 @@ comparison stay alive side by side; each does ``warmup`` untimed repetitions, th
 them in turn for each of ``reps`` timed repetitions, so machine noise hits every model alike.
 
 A child builds its model with ``spec["builder"]``, a ``"module:function"`` name (e.g.
-``"benchmarks.search_step:build_ours"``) called as ``function(spec, device)``; it returns
+``"benchmarks.search_step:build_ours"``) called as ``function(spec, device)``. It returns
 ``(step, info, count_flops)``: ``step()`` runs one step and returns its loss (a repetition is
-``spec["steps"]`` calls), ``info`` is a dict that must hold ``"baseline"`` (the :func:`memory_mark`) and may hold
-``"params"``, ``"warning"`` and anything else the report shows, and ``count_flops()`` (or None)
-gives the nominal FLOPs of one step. The child needs the repository root on ``sys.path``; a spawned child
-gets the parent's, so ``tools/bench.py`` putting the root there is enough.
+``spec["steps"]`` calls); ``info`` is a dict that holds ``"baseline"`` (the :func:`memory_mark`)
+and may hold ``"params"``, ``"warning"`` or anything else the report shows; ``count_flops()`` (or
+None) gives the nominal FLOPs of one step. The child needs the repository root on ``sys.path``;
+a spawned child starts with the parent's, so ``tools/bench.py`` putting the root there is enough.
 """
 from __future__ import annotations
 
