@@ -198,3 +198,60 @@ def test_check_finite_names_the_last_good_checkpoint():
                      fix="lower OPTIM.LR")
     with pytest.raises(NonFiniteLossError, match="no checkpoint had been written yet"):
         check_finite({"loss": float("inf")}, epoch=0, step=0, run="training", last_good=None, fix="x")
+
+
+def test_a_state_with_non_finite_tensors_is_never_saved(tmp_path):
+    ck = Checkpointer(tmp_path, "last.pt", run="training", fix="lower OPTIM.LR")
+    ck.save({"model": {"w": torch.ones(3)}, "epoch": 1})
+    before = (tmp_path / "last.pt").read_bytes()
+    poisoned = {"model": {"w": torch.ones(3), "bn.running_var": torch.tensor([1.0, float("inf")])},
+                "optim": {"state": [{"momentum": torch.zeros(2)}]}, "steps": torch.tensor([7]), "epoch": 2}
+    with pytest.raises(NonFiniteLossError, match=r"non-finite values in the state after epoch 2 \(1 of 3 tensors, "
+                                                 r"e.g. model.bn.running_var\); training stopped, last good checkpoint "
+                                                 r".*last.pt is kept; lower OPTIM.LR"):
+        ck.save(poisoned, copies=["best.pt"], what="epoch 2")
+    assert (tmp_path / "last.pt").read_bytes() == before and not (tmp_path / "best.pt").exists()
+
+
+def test_training_that_diverges_keeps_only_finite_checkpoints(tmp_path):
+    """OPTIM.LR 1e9 without clipping: the run stops with one line, and no checkpoint it leaves holds a
+    non-finite tensor (the training loss can stay finite for an epoch while the weights are gone)."""
+    from unnas.config import load_cfg
+    from unnas.train import train, train_defaults, validate_train_cfg
+
+    cfg = load_cfg(train_defaults(), None, [
+        "DATA.SYNTHETIC.NUM_TRAIN", "32", "DATA.SYNTHETIC.NUM_TEST", "16", "MODEL.WIDTH", "4", "MODEL.DEPTH", "2",
+        "TRAIN.BATCH_SIZE", "8", "TRAIN.EPOCHS", "3", "OPTIM.LR", "1e9", "OPTIM.GRAD_CLIP", "0.0", "DEVICE", "cpu",
+        "MODEL.GENOTYPE", "DARTS_V2", "OUT_DIR", str(tmp_path)], validate_train_cfg)
+    with pytest.raises(NonFiniteLossError, match="stopped") as exc:
+        train(cfg, out_dir=tmp_path, progress=False, tensorboard=False)
+    assert "\n" not in str(exc.value)
+    for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
+        if (tmp_path / name).exists():
+            state = load_checkpoint(tmp_path / name)
+            assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point()), name
+
+
+def test_stale_temporaries_are_removed_when_a_run_directory_is_claimed(tmp_path):
+    from unnas.engine.rundir import claim_run_dir
+
+    (tmp_path / ".checkpoint_best.pt.abc123.tmp").write_bytes(b"torn")
+    (tmp_path / ".config.yaml.xyz.tmp").write_text("torn")
+    (tmp_path / "keep.tmp").write_text("not ours: no leading dot")
+    with claim_run_dir(tmp_path):
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == ["keep.tmp"]
+
+
+def test_an_unwritable_cache_is_said_once(tmp_path, monkeypatch, caplog):
+    import numpy as np
+
+    import unnas.utils.io as io_mod
+    monkeypatch.setattr(io_mod, "_cache_warned", False)
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder should be")
+    with caplog.at_level("WARNING", logger="unnas"):
+        io_mod.save_to_cache(blocked / "table.npy", np.zeros(3))
+        io_mod.save_to_cache(blocked / "other.npy", np.zeros(3))
+    warnings = [r.getMessage() for r in caplog.records if "cannot write the cache" in r.getMessage()]
+    assert len(warnings) == 1 and "UNNAS_CACHE" in warnings[0]
+    assert not list(tmp_path.glob(".*.tmp"))

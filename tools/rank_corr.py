@@ -105,9 +105,7 @@ def build_cfg(args):
     cfg = load_cfg(study_defaults(), args.cfg, opts, validate_study_cfg)
     stored = Path(cfg.OUT_DIR) / "config.yaml"
     if stored.is_file():   # an existing study: its stored config is the base
-        base = study_defaults()
-        base.set_new_allowed(True)
-        base.merge_from_file(str(stored))
+        base = _stored_cfg(Path(cfg.OUT_DIR))
         base.set_new_allowed(False)
         cfg = load_cfg(base, args.cfg, opts, validate_study_cfg)
     return cfg
@@ -146,8 +144,12 @@ def cmd_run(argv) -> int:
         return 130
 
 
+# The end of a write error's line: a study continues by running the same command again.
+RERUN_HINT = "rerun the same command to continue (finished jobs are kept)"
+
+
 def _cmd_run(args) -> int:
-    with user_errors(PROG):
+    with user_errors(PROG, RERUN_HINT):
         from unnas.config import ConfigError
         from unnas.study.jobs import parse_shard
         from unnas.study.runner import prepare_study, progress_line, run_workers
@@ -173,6 +175,11 @@ def _cmd_run(args) -> int:
         resolve_trainer(cfg.STUDY.TRAINER)
         _preflight(cfg)
         out = Path(cfg.OUT_DIR)
+        from unnas.engine.rundir import writable_dir_error
+        try:   # one line for a file in the way or a folder that cannot be created
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise writable_dir_error(out, exc) from exc
         store, new = prepare_study(cfg, out)
         if args.retry_failed:
             n = store.reset_failed()
@@ -222,7 +229,7 @@ def _analyze(cfg, run_dir, table, metric=None, n_boot=None, reference=None) -> i
 
 
 def _stored_cfg(run_dir: Path):
-    from unnas.config import ConfigError
+    from unnas.config import ConfigError, yaml_problem
     from unnas.study.config import study_defaults
 
     cfg = study_defaults()
@@ -232,7 +239,11 @@ def _stored_cfg(run_dir: Path):
         try:
             cfg.merge_from_file(str(stored))
         except Exception as exc:
-            raise ConfigError(f"cannot read {stored}: {' '.join(str(exc).split())}") from None
+            import yaml
+            why = (f"not valid YAML: {yaml_problem(exc)}" if isinstance(exc, yaml.YAMLError) else
+                   "not a text file" if isinstance(exc, UnicodeDecodeError) else " ".join(str(exc).split()))
+            raise ConfigError(f"cannot read the study's stored config {stored} ({why}); restore it from a copy, "
+                              "or start a new study with another --out") from None
     return cfg
 
 
@@ -244,7 +255,7 @@ def cmd_analyze(argv) -> int:
     p.add_argument("--reference", help="reference task (default STUDY.SUPERVISED, cls)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default STUDY.BOOTSTRAP)")
     args = p.parse_args(argv)
-    with user_errors(PROG):
+    with user_errors(PROG, "rerun it"):
         from unnas.config import ConfigError
         run_dir = Path(args.run_dir)
         if args.bootstrap is not None and args.bootstrap < 0:
@@ -263,7 +274,7 @@ def cmd_sample(argv) -> int:
     p.add_argument("--distinct-inputs", action="store_true", help="a node's two inputs are different states")
     p.add_argument("--out", required=True, help="output JSON file")
     args = p.parse_args(argv)
-    with user_errors(PROG):
+    with user_errors(PROG, "rerun it"):
         from search_spaces import get_space
         from unnas.config import ConfigError
         from unnas.study.archs import save_archs
@@ -287,7 +298,7 @@ def cmd_status(argv) -> int:
     p = argparse.ArgumentParser(prog=f"{PROG} status", description="job counts and failures of a study")
     p.add_argument("run_dir")
     args = p.parse_args(argv)
-    with user_errors(PROG):
+    with user_errors(PROG, "rerun it"):
         from unnas.config import ConfigError
         from unnas.study.runner import open_store, progress_line, store_path
 

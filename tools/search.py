@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unnas.cli import FLAG_KEYS, flag_overrides, setup_logging, user_errors  # noqa: E402
+from unnas.cli import FLAG_KEYS, claim, flag_overrides, setup_logging, stored_config, user_errors  # noqa: E402
 
 PROG = "search.py"
 FLAGS = {**FLAG_KEYS, "order": "SEARCH.ORDER", "epochs": "SEARCH.EPOCHS"}
@@ -40,57 +40,77 @@ def build_cfg(args):
     from unnas.config import load_cfg
     from unnas.search.config import search_defaults, validate_search_cfg
 
-    return load_cfg(search_defaults(), args.cfg, flag_overrides(args, FLAGS) + list(args.opts), validate_search_cfg)
+    return load_cfg(search_defaults(), args.cfg, overrides(args), validate_search_cfg)
+
+
+def overrides(args) -> list[str]:
+    return flag_overrides(args, FLAGS) + list(args.opts)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     with user_errors(PROG):
         cfg = build_cfg(args)
-        from unnas.config import ConfigError, save_cfg
-        from unnas.search import NonFiniteLossError, Searcher
-        from unnas.search.hooks import default_hooks
-        from unnas.search.config import describe_algorithm
+        from unnas.config import ConfigError
 
         out = Path(cfg.OUT_DIR)
-        if (out / "checkpoint.pt").exists() and not args.resume:
-            raise ConfigError(f"run directory {out} already holds a search; pass --resume to continue it "
-                              "or --out NEW_DIR to start another")
-        if args.resume and not (out / "checkpoint.pt").exists():
-            print(f"{PROG}: no checkpoint in {out}; starting a new search there", file=sys.stderr)
+        ckpt = out / "checkpoint.pt"
+        if args.resume and not ckpt.exists():
+            raise ConfigError(f"nothing to resume: {out} holds no checkpoint.pt; check --out, or drop --resume "
+                              "to start a new search")
         import os
         is_main = int(os.environ.get("RANK", "0")) == 0
-        setup_logging(out, is_main)
-        import logging
-        log = logging.getLogger("unnas.search")
-        searcher = Searcher(cfg, out, default_hooks(cfg, is_main, progress=not args.no_progress))
-        resumed = searcher.resume()
-        if is_main:
-            save_cfg(cfg, out / "config.yaml")
-            n_w = sum(p.numel() for p in searcher.model.parameters())
-            log.info("task %s | data %s (%d weight / %d arch images) | supernet %s stem, width %d, depth %d, "
-                     "%.2fM weights | %s | %d processes | device %s",
-                     searcher.task.describe(), cfg.DATA.DATASET, len(searcher.weight_idx), len(searcher.arch_idx),
-                     searcher.stem, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, n_w / 1e6, describe_algorithm(cfg),
-                     searcher.world, searcher.device)
-            if resumed:
-                log.info("resumed from %s at epoch %d, step %d", searcher.checkpoint_path, searcher.epoch, searcher.step)
-        try:
-            summary = searcher.run()
-        except NonFiniteLossError as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
-        if is_main:
-            final = summary["final"]
-            primary = searcher.task.new_meter().primary
-            print(f"\nSearch finished ({describe_algorithm(cfg)}, task {summary['task']}, {summary['epochs']} epochs).")
-            print(f"  train {primary}: {final.get('train_' + primary, float('nan')):.2f}   "
-                  f"held-out {primary}: {final.get('eval_' + primary, float('nan')):.2f}")
-            print(f"  genotype: {summary['genotype_repr']}")
-            print(f"  written to {out}/: genotype.json, genotypes.jsonl, alpha_history.json, normal_cell.png, "
-                  f"reduction_cell.png, alphas_*.png, metrics.jsonl, log.txt, tb/, checkpoint.pt")
-            print(f"  retrain it: python tools/train.py --genotype {out / 'genotype.json'}")
-            json.dumps(summary)
+        with claim(out, is_main):
+            return _search(args, cfg, out, ckpt, is_main)
+    return 0
+
+
+def _search(args, cfg, out: Path, ckpt: Path, is_main: bool) -> int:
+    import logging
+
+    from unnas.config import ConfigError, resume_cfg, save_cfg
+    from unnas.search import NonFiniteLossError, Searcher
+    from unnas.search.config import RESUME_SAFE_KEYS, describe_algorithm, search_defaults, validate_search_cfg
+    from unnas.search.hooks import default_hooks
+
+    changes = {}
+    if args.resume:
+        cfg, changes = resume_cfg(search_defaults(), stored_config(ckpt), args.cfg, overrides(args),
+                                  validate_search_cfg, RESUME_SAFE_KEYS)
+    elif ckpt.exists():
+        raise ConfigError(f"run directory {out} already holds a search; pass --resume to continue it "
+                          "or --out NEW_DIR to start another")
+    setup_logging(out, is_main)
+    log = logging.getLogger("unnas.search")
+    for key, (old, new) in changes.items():
+        log.info("resuming with %s changed from %r to %r", key, old, new)
+    searcher = Searcher(cfg, out, default_hooks(cfg, is_main, progress=not args.no_progress))
+    resumed = searcher.resume()
+    if is_main:
+        save_cfg(cfg, out / "config.yaml")
+        n_w = sum(p.numel() for p in searcher.model.parameters())
+        log.info("task %s | data %s (%d weight / %d arch images) | supernet %s stem, width %d, depth %d, "
+                 "%.2fM weights | %s | %d processes | device %s",
+                 searcher.task.describe(), cfg.DATA.DATASET, len(searcher.weight_idx), len(searcher.arch_idx),
+                 searcher.stem, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, n_w / 1e6, describe_algorithm(cfg),
+                 searcher.world, searcher.device)
+        if resumed:
+            log.info("resumed from %s at epoch %d, step %d", searcher.checkpoint_path, searcher.epoch, searcher.step)
+    try:
+        summary = searcher.run()
+    except NonFiniteLossError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    if is_main:
+        final = summary["final"]
+        primary = searcher.task.new_meter().primary
+        print(f"\nSearch finished ({describe_algorithm(cfg)}, task {summary['task']}, {summary['epochs']} epochs).")
+        print(f"  train {primary}: {final.get('train_' + primary, float('nan')):.2f}   "
+              f"held-out {primary}: {final.get('eval_' + primary, float('nan')):.2f}")
+        print(f"  genotype: {summary['genotype_repr']}")
+        print(f"  written to {out}/: genotype.json, genotypes.jsonl, alpha_history.json, normal_cell.png, "
+              f"reduction_cell.png, alphas_*.png, metrics.jsonl, log.txt, tb/, checkpoint.pt")
+        print(f"  retrain it: python tools/train.py --genotype {out / 'genotype.json'}")
     return 0
 
 

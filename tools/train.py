@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unnas.cli import FLAG_KEYS, flag_overrides, run_reporting_errors, setup_logging  # noqa: E402
+from unnas.cli import FLAG_KEYS, claim, flag_overrides, run_reporting_errors, setup_logging, stored_config  # noqa: E402
 
 PROG = "train.py"
 FLAGS = {**FLAG_KEYS, "epochs": "TRAIN.EPOCHS"}
@@ -60,8 +61,9 @@ def _flags(args) -> list[str]:
 
 
 def run(args) -> int:
-    from unnas.config import ConfigError, load_cfg
+    from unnas.config import ConfigError, load_cfg, resume_cfg
     from unnas.train import NonFiniteLossError, evaluate_checkpoint, train, train_defaults, validate_train_cfg
+    from unnas.train.config import RESUME_SAFE_KEYS
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     if args.eval_only:
@@ -73,16 +75,26 @@ def run(args) -> int:
             print(json.dumps(res))
         return 0
 
-    cfg = load_cfg(train_defaults(), args.cfg, _flags(args) + list(args.opts), validate_train_cfg)
+    overrides = _flags(args) + list(args.opts)
+    cfg = load_cfg(train_defaults(), args.cfg, overrides, validate_train_cfg)
     out = Path(cfg.OUT_DIR)
-    if (out / "checkpoint_last.pt").exists() and not args.resume:
-        raise ConfigError(f"run directory {out} already holds a training run; pass --resume to continue it "
-                          "or --out NEW_DIR to start another")
-    if args.resume and not (out / "checkpoint_last.pt").exists() and is_main:
-        print(f"{PROG}: no checkpoint in {out}; starting a new run there", file=sys.stderr)
-    setup_logging(out, is_main)
+    ckpt = out / "checkpoint_last.pt"
+    if args.resume and not ckpt.exists():
+        raise ConfigError(f"nothing to resume: {out} holds no checkpoint_last.pt; check --out, or drop --resume "
+                          "to start a new run")
     try:
-        summary = train(cfg, out_dir=out, progress=is_main and not args.no_progress, resume=args.resume)
+        with claim(out, is_main):
+            changes = {}
+            if args.resume:
+                cfg, changes = resume_cfg(train_defaults(), stored_config(ckpt), args.cfg, overrides,
+                                          validate_train_cfg, RESUME_SAFE_KEYS)
+            elif ckpt.exists():
+                raise ConfigError(f"run directory {out} already holds a training run; pass --resume to continue it "
+                                  "or --out NEW_DIR to start another")
+            setup_logging(out, is_main)
+            for key, (old, new) in changes.items():
+                logging.getLogger("unnas.train").info("resuming with %s changed from %r to %r", key, old, new)
+            summary = train(cfg, out_dir=out, progress=is_main and not args.no_progress, resume=args.resume)
     except NonFiniteLossError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

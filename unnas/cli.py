@@ -4,6 +4,7 @@ Every tool goes through these, so a flag, a log line or an error reads the same 
 """
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from contextlib import contextmanager
@@ -50,6 +51,24 @@ def flag_overrides(args, mapping: Mapping[str, str] = FLAG_KEYS,
     return out
 
 
+def stored_config(checkpoint: str | Path) -> str:
+    """The config a run was started with, from its checkpoint (the authority on resume)."""
+    from unnas.engine import load_checkpoint
+    state = load_checkpoint(checkpoint)
+    if "cfg" not in state:
+        from unnas.data import DataError
+        raise DataError(f"{checkpoint} holds no config; it was not written by this tool: check --out, or start a "
+                        "new run with another --out")
+    return state["cfg"]
+
+
+def claim(out: str | Path, is_main: bool):
+    """The run-directory claim of the main rank (other ranks write nothing there)."""
+    from contextlib import nullcontext
+    from unnas.engine.rundir import claim_run_dir
+    return claim_run_dir(out) if is_main else nullcontext()
+
+
 def setup_logging(out_dir: str | Path | None, is_main: bool) -> None:
     """Configure the ``unnas`` logger, parent of every module's (``unnas.search``, ``unnas.train``, ...).
 
@@ -92,31 +111,53 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def error_message(exc: BaseException) -> str:
-    """The one-line text of a user error (a missing file reads ``No such file or directory: PATH``)."""
-    if isinstance(exc, FileNotFoundError) and exc.filename:
+# OSErrors that are the machine's state, not a bug: a full disk, a read-only or forbidden folder.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR}
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    return isinstance(exc, _user_error_types()) or (isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS)
+
+
+# How a tool's run continues after a write error was fixed (the tail of the ``cannot write`` line).
+RESUME_HINT = "rerun the command (with --resume once the run has a checkpoint; finished checkpoints are intact)"
+
+
+def error_message(exc: BaseException, then: str | None = RESUME_HINT) -> str:
+    """The one-line text of a user error (a missing file reads ``No such file or directory: PATH``);
+    a write error ends with ``then`` (how to continue once it is fixed; None: nothing)."""
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.errno in _WRITE_ERRNOS:
+        where = f" {exc.filename}" if exc.filename else ""
+        hint = ("free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else
+                "make it writable or choose another --out")
+        msg = f"cannot write{where}: {exc.strerror}; {hint}" + (f", then {then}" if then else "")
+    elif isinstance(exc, FileNotFoundError) and exc.filename:
         msg = f"{exc.strerror or 'No such file or directory'}: {exc.filename}"
     else:
         msg = exc.args[0] if exc.args else str(exc)
     return " ".join(str(msg).split())
 
 
-def _report(prog: str, exc: BaseException) -> int:
+def _report(prog: str, exc: BaseException, then: str | None = RESUME_HINT) -> int:
     """Print the line for a user error or an interrupt and return the exit status."""
     if isinstance(exc, KeyboardInterrupt):
-        print(f"{prog}: interrupted; resume with --resume", file=sys.stderr)
+        how = "resume with --resume" if then == RESUME_HINT else then   # rank_corr.py: "rerun the same command"
+        print(f"{prog}: interrupted" + (f"; {how}" if how else ""), file=sys.stderr)
         return 130
-    print(f"{prog}: error: {error_message(exc)}", file=sys.stderr)
+    print(f"{prog}: error: {error_message(exc, then)}", file=sys.stderr)
     return 2
 
 
 @contextmanager
-def user_errors(prog: str) -> Iterator[None]:
-    """Turn a user's mistake into one ``prog: error: ...`` line and exit status 2 (Ctrl-C: 130)."""
+def user_errors(prog: str, then: str | None = RESUME_HINT) -> Iterator[None]:
+    """Turn a user's mistake into one ``prog: error: ...`` line and exit status 2 (Ctrl-C: 130);
+    ``then`` ends the line of a write error (see :func:`error_message`)."""
     try:
         yield
-    except (*_user_error_types(), KeyboardInterrupt) as exc:
-        sys.exit(_report(prog, exc))
+    except (OSError, *_user_error_types(), KeyboardInterrupt) as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or _is_user_error(exc)):
+            raise
+        sys.exit(_report(prog, exc, then))
 
 
 def run_reporting_errors(prog: str, fn: Callable[..., int], *args) -> int:
@@ -124,5 +165,7 @@ def run_reporting_errors(prog: str, fn: Callable[..., int], *args) -> int:
     instead of exiting, for a ``main()`` that callers (and tests) run in-process."""
     try:
         return fn(*args)
-    except (*_user_error_types(), KeyboardInterrupt) as exc:
+    except (OSError, *_user_error_types(), KeyboardInterrupt) as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or _is_user_error(exc)):
+            raise
         return _report(prog, exc)

@@ -59,6 +59,16 @@ def _one_line(exc: Exception) -> str:
     return " ".join(msg.split())
 
 
+def yaml_problem(exc: Exception) -> str:
+    """What is wrong in a YAML file, and where (a parser error's first line reads only 'while parsing ...')."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    if not problem:
+        return " ".join(str(exc).split())
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def merge_overrides(cfg: CN, opts: Sequence[str]) -> None:
     """Merge ``KEY VALUE`` pairs into ``cfg``; a wrong key, value or count is one ConfigError line."""
     if len(opts) % 2:
@@ -79,13 +89,60 @@ def load_cfg(defaults: CN, cfg_file: str | None = None, opts: Sequence[str] = ()
             raise ConfigError(f"config file {cfg_file} not found; pass an existing YAML file to --cfg")
         try:
             cfg.merge_from_file(str(path))
-        except (KeyError, ValueError, AssertionError, yaml.YAMLError) as exc:
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{cfg_file}: not valid YAML ({yaml_problem(exc)}); fix the file") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{cfg_file}: not a text (UTF-8) file; pass a YAML config to --cfg") from exc
+        except (AttributeError, TypeError) as exc:   # fvcore on a document that is not a mapping
+            raise ConfigError(f"{cfg_file}: does not hold a mapping of config keys (KEY: value lines); pass a "
+                              "YAML config to --cfg (see experiments/)") from exc
+        except (KeyError, ValueError, AssertionError) as exc:
             raise ConfigError(f"{cfg_file}: {_one_line(exc)}") from exc
     merge_overrides(cfg, opts)
     if validate is not None:
         validate(cfg)
     cfg.freeze()
     return cfg
+
+
+def _flat(cfg: CN, prefix: str = "") -> dict:
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, CN):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_diff(a: CN, b: CN) -> dict:
+    """``{key: (value in a, value in b)}`` for every leaf key whose values differ."""
+    fa, fb = _flat(a), _flat(b)
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+
+
+def resume_cfg(defaults: CN, stored: str, cfg_file: str | None, opts: Sequence[str],
+               validate: Callable[[CN], None] | None, safe_keys: Sequence[str]) -> tuple[CN, dict]:
+    """The config of a resumed run: the run's own stored config (a YAML dump, e.g. a checkpoint's
+    ``cfg``) is the base, and ``cfg_file``/``opts`` may change only ``safe_keys`` (e.g. more epochs,
+    threads); any other difference is one ConfigError line naming the keys. Returns the config and
+    the ``{key: (old, new)}`` changes it applied."""
+    base = defaults.clone()
+    try:
+        base.merge_from_other_cfg(CN.load_cfg(stored))
+    except (KeyError, ValueError, AssertionError, yaml.YAMLError) as exc:
+        why = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else _one_line(exc)
+        raise ConfigError(f"the run's stored config does not fit this version: {why}; "
+                          "start a new run with another --out") from exc
+    cfg = load_cfg(base, cfg_file, opts, validate)
+    changes = config_diff(base, cfg)
+    refused = {k: v for k, v in changes.items() if k not in safe_keys}
+    if refused:
+        listed = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in refused.items())
+        raise ConfigError(f"--resume continues the run with its stored config, but {listed} {'differs' if len(refused) == 1 else 'differ'} from it; "
+                          f"on resume only {', '.join(safe_keys)} may change; drop the other overrides, or start "
+                          "a new run with another --out")
+    return cfg, changes
 
 
 def check(cond: bool, msg: str) -> None:

@@ -9,6 +9,10 @@ import torch
 from unnas.utils import distributed as du
 
 
+def _where(last_good) -> str:
+    return f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint had been written yet"
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN/inf; the message names the last good checkpoint."""
 
@@ -23,6 +27,37 @@ def check_finite(losses: dict, *, epoch: int, step: int, run: str, last_good, fi
     du.all_reduce_sum_([flag])
     if flag.item() == 0:
         return
-    where = f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint had been written yet"
     values = ", ".join(f"{k} {v}" for k, v in losses.items())
-    raise NonFiniteLossError(f"non-finite loss at epoch {epoch} step {step} ({values}); {run} stopped, {where}; {fix}")
+    raise NonFiniteLossError(f"non-finite loss at epoch {epoch} step {step} ({values}); {run} stopped, "
+                             f"{_where(last_good)}; {fix}")
+
+
+def _tensors(obj, prefix: str = ""):
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}[{i}]")
+
+
+def check_finite_state(state: dict, *, what: str, run: str, last_good, fix: str, device="cpu") -> None:
+    """Refuse to call a state good when any of its floating tensors (weights, buffers, optimiser
+    moments) holds NaN/inf: a loss can stay finite for a step while the weights are already gone."""
+    bad, total, first = 0, 0, None
+    for name, t in _tensors(state):
+        if not t.is_floating_point():
+            continue
+        total += 1
+        if not bool(torch.isfinite(t).all()):
+            bad += 1
+            first = first or name
+    flag = torch.tensor([float(bad)], device=device)
+    du.all_reduce_sum_([flag])
+    if flag.item() == 0:
+        return
+    detail = f"{bad} of {total} tensors, e.g. {first}" if bad else "on another rank"
+    raise NonFiniteLossError(f"non-finite values in the state after {what} ({detail}); {run} stopped, "
+                             f"{_where(last_good)}; {fix}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from unnas.utils.io import atomic_write_text
+
+from .guards import NonFiniteLossError, _where
 
 log = logging.getLogger("unnas")
 
@@ -105,8 +108,11 @@ class MetricsHook(Hook):
         self.file = open(path, "a")
 
     def _write(self, rec: dict):
-        self.file.write(json.dumps(_jsonable(rec)) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(_jsonable(rec)) + "\n")
+            self.file.flush()
+        except OSError as exc:   # e.g. a full disk: name the file (a bare write error names none)
+            raise type(exc)(exc.errno, exc.strerror, self.file.name) from exc
 
     def after_step(self, loop, stats):
         if self.period.after_step(loop):
@@ -238,8 +244,15 @@ class EvalHook(Hook):
         self.prefix = prefix
 
     def collect_epoch(self, loop, stats):
-        if self.period.after_epoch(loop, loop.epoch + 1):
-            stats.update({f"{self.prefix}{k}": v for k, v in self.evaluate().items()})
+        if not self.period.after_epoch(loop, loop.epoch + 1):
+            return
+        results = self.evaluate()
+        loss = results.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite evaluation loss at epoch {loop.epoch} ({self.prefix}loss {loss}); "
+                                     f"{loop.checkpointer.run} stopped, {_where(loop.checkpointer.last_good)}; "
+                                     f"{loop.checkpointer.fix}")
+        stats.update({f"{self.prefix}{k}": v for k, v in results.items()})
 
 
 class CheckpointHook(Hook):

@@ -20,8 +20,10 @@ hook's ``state_dict()`` go into the checkpoint, so a resumed run continues exact
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 from .hooks import Hook
+from .rundir import claim_run_dir
 
 
 class LoopBase:
@@ -52,10 +54,15 @@ class LoopBase:
     def summary(self) -> dict:
         raise NotImplementedError
 
-    def load_state_dict(self, state: dict) -> None:
+    def state_dict(self) -> dict:
         raise NotImplementedError
 
     def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def save_checkpoint(self, stats: dict | None = None) -> None:
+        """Save :meth:`state_dict` through the loop's Checkpointer (``stats``: the epoch's, or None
+        for a step checkpoint)."""
         raise NotImplementedError
 
     # ---- shared ----------------------------------------------------------------------------
@@ -99,10 +106,21 @@ class LoopBase:
         """Run to the last epoch, or stop after ``max_steps`` steps / ``max_epochs`` epochs of this
         call (``stopped_early``; as a kill would, except that hooks close their files). Returns
         :meth:`summary` when finished, else {}."""
-        for h in self.hooks:
-            h.before_run(self)
+        with self._claim():
+            return self._run(max_steps, max_epochs)
+
+    def _claim(self):
+        """Rank 0 holds the run directory for the whole run (see :mod:`unnas.engine.rundir`)."""
+        out = getattr(self, "out_dir", None)
+        if out is None or not getattr(self, "is_main", True):
+            return nullcontext()
+        return claim_run_dir(out)
+
+    def _run(self, max_steps, max_epochs) -> dict:
         steps_now = epochs_now = 0
         try:
+            for h in self.hooks:
+                h.before_run(self)
             while self.epoch < self.epochs:
                 if max_epochs is not None and epochs_now >= max_epochs:
                     self.stopped_early = True

@@ -57,6 +57,9 @@ def check_task_data(task, info, dataset_name: str) -> None:
     if task.needs_labels and info.num_classes <= 0:
         raise DataError(f"task {task.name} needs labels but data set {dataset_name} has none; "
                         "use a pretext task (rot, col, jig) or a labelled data set")
+    if task.needs_dense_labels and not info.dense_labels:
+        raise DataError(f"task {task.name} needs per-pixel label maps but data set {dataset_name} has "
+                        "per-image labels; use a segmentation data set (e.g. cityscapes) or another task")
 
 
 def wrap_ddp(model: torch.nn.Module, ctx: RunContext):

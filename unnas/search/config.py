@@ -63,6 +63,11 @@ def search_defaults() -> CN:
     return cfg
 
 
+# Keys that --resume may change: they do not alter what the finished steps computed.
+RESUME_SAFE_KEYS = ("SEARCH.EPOCHS", "SEARCH.NUM_THREADS", "DATA.NUM_WORKERS", "DATA.ROOT", "LOG_PERIOD",
+                    "CHECKPOINT_STEPS", "DEVICE", "OUT_DIR")
+
+
 def describe_algorithm(cfg: CN) -> str:
     """The search algorithm as logs and summaries name it, e.g. 'first-order PC-DARTS (K=4, edge norm)'."""
     k, edge_norm = cfg.SEARCH.PARTIAL_CHANNELS, cfg.SEARCH.EDGE_NORM

@@ -36,8 +36,6 @@ class Searcher(LoopBase):
         self.ctx = setup_run(cfg.DEVICE, cfg.SEED, cfg.SEARCH.NUM_THREADS, cfg.DETERMINISTIC)
         self.device, self.rank, self.world = self.ctx.device, self.ctx.rank, self.ctx.world
         self.is_main = self.ctx.is_main
-        if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
 
         # ---- data: the training split, divided into a weight half and an architecture half
         full = build_dataset(cfg.DATA, "train")
@@ -66,7 +64,8 @@ class Searcher(LoopBase):
         self.space, self.stem, self.model, self.arch = parts.space, parts.stem, parts.model, parts.arch
         self.w_opt, self.a_opt, self.step_fn = parts.w_opt, parts.a_opt, parts.step_fn
         self.amp_dtype = parts.amp_dtype
-        self.checkpointer = Checkpointer(self.out_dir, "checkpoint.pt", self.is_main)
+        self.checkpointer = Checkpointer(self.out_dir, "checkpoint.pt", self.is_main, run="search",
+                                         fix="lower OPTIM.LR / ARCH.LR or check the data", device=self.device)
 
         # ---- hooks: evaluation first, the caller's writers, the checkpoint last
         eval_period = Period(cfg.SEARCH.EVAL_PERIOD, "epoch", final=True)
@@ -133,7 +132,8 @@ class Searcher(LoopBase):
         torch.set_rng_state(state["rng_cpu"])
 
     def save_checkpoint(self, stats: dict | None = None) -> None:
-        self.checkpointer.save(self.state_dict())
+        what = f"epoch {stats['epoch']}" if stats is not None else f"step {self.global_step}"
+        self.checkpointer.save(self.state_dict(), what=what)
 
     def arch_active(self, epoch: int, step: int) -> bool:
         return epoch + step / self.steps_per_epoch >= self.cfg.SEARCH.ARCH_START_EPOCH

@@ -57,7 +57,8 @@ def _check_ids(archs: Sequence[Arch], source: str) -> list[Arch]:
             out.append(a)
             done.add(a.id)
     if not out:
-        raise GenotypeError(f"{source}: no architectures found")
+        raise GenotypeError(f"{source}: no architectures found; pass a JSON list of architectures, a text file "
+                            "of genotypes (one per line) or a directory of UnNAS YAML configs")
     return out
 
 
@@ -97,7 +98,9 @@ def _load_yaml_dir(path: Path) -> list[Arch]:
         try:
             doc = yaml.safe_load(f.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise GenotypeError(f"{f}: cannot read YAML: {' '.join(str(exc).split())}") from None
+            from unnas.config import yaml_problem
+            why = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else exc.strerror or exc
+            raise GenotypeError(f"{f}: cannot read YAML ({why}); fix or remove the file") from None
         custom = (doc or {}).get("NAS", {}).get("CUSTOM_GENOTYPE") if isinstance(doc, dict) else None
         if not custom:
             raise GenotypeError(f"{f}: no NAS.CUSTOM_GENOTYPE; expected an UnNAS sample-based config")
@@ -132,9 +135,10 @@ def load_archs(path: str | Path, space=None) -> list[Arch]:
         else:
             lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
             try:
-                archs = _check_ids([Arch(make_id(k), Genotype.parse(ln)) for k, ln in enumerate(lines)], str(path))
+                parsed = [Arch(make_id(k), Genotype.parse(ln)) for k, ln in enumerate(lines)]
             except GenotypeError as exc:
                 raise GenotypeError(f"{path}: {exc}") from None
+            archs = _check_ids(parsed, str(path))
     if space is not None:
         for a in archs:
             try:

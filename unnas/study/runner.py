@@ -31,7 +31,7 @@ from .config import fingerprint, job_cfg
 from .jobs import Job, make_jobs
 from .sampling import sample_archs
 from .store import Store
-from .trainers import check_result, resolve_trainer
+from .trainers import JOB_CHECKPOINTS, check_result, resolve_trainer
 
 STORE_NAME = "study.sqlite"
 log = logging.getLogger("unnas.study")
@@ -223,6 +223,8 @@ def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str
     try:
         while max_jobs is None or stats["ran"] + stats["failed"] < max_jobs:
             claimed = store.claim(worker, s.LEASE_SECONDS, shard, s.MAX_ATTEMPTS)
+            if claimed is None and expire_dead_local_workers(store):   # a sibling died: take its job over
+                claimed = store.claim(worker, s.LEASE_SECONDS, shard, s.MAX_ATTEMPTS)
             if claimed is None:
                 c = store.counts(s.LEASE_SECONDS, shard)
                 if wait and c["running"] > 0:
@@ -269,6 +271,9 @@ def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str
             result.setdefault("config", job_cfg(cfg, job.task, job.seed).dump())
             write_job_outputs(job_dir, job, result)
             if store.complete(job, token, worker, result):
+                if not s.KEEP_CHECKPOINTS:
+                    for name in JOB_CHECKPOINTS:
+                        (job_dir / name).unlink(missing_ok=True)
                 stats["ran"] += 1
                 metric = result.get("metric", "metric")
                 echo(f"[{worker}] done {job.key}: best {metric} {result['best']:.2f}, final {result['final']:.2f} "
@@ -325,19 +330,59 @@ def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_spawned_worker, args=(cfg.dump(), str(run_dir), trainer, f"w{k}", shard, threads, wait, k),
-                         name=f"rank_corr-w{k}") for k in range(workers)]
-    for p in procs:
+
+    def start(label: str, k: int):
+        p = ctx.Process(target=_spawned_worker, args=(cfg.dump(), str(run_dir), trainer, label, shard, threads, wait, k),
+                        name=f"rank_corr-{label}")
         p.start()
+        return p
+
+    procs = [start(f"w{k}", k) for k in range(workers)]
+    alive, killed, failed, replacements = list(procs), [], [], 0
+    store = open_store(run_dir, cfg)
     try:
-        for p in procs:
-            p.join()
+        while alive:
+            for p in list(alive):
+                p.join(timeout=0.5)
+                if p.exitcode is None:
+                    continue
+                alive.remove(p)
+                if p.exitcode >= 0:
+                    if p.exitcode:
+                        failed.append(p.exitcode)
+                    continue
+                # killed by a signal (kill -9, the out-of-memory killer): no message of its own, so
+                # say what happened, requeue its job now and let a replacement worker continue
+                killed.append(p)
+                requeued = expire_dead_local_workers(store)
+                pending = store.counts(cfg.STUDY.LEASE_SECONDS, shard)["pending"]
+                note = f"{requeued} running job(s) requeued" if requeued else "no job was running"
+                if pending and replacements < workers:
+                    replacements += 1
+                    alive.append(start(f"w{workers + replacements - 1}", workers + replacements - 1))
+                    note += "; a replacement worker continues"
+                echo(f"worker {p.name} (pid {p.pid}) was killed by signal {-p.exitcode} "
+                     f"({_signal_name(-p.exitcode)}); {note}")
     except KeyboardInterrupt:
-        for p in procs:
+        for p in alive:
             p.join(timeout=30)
         raise
-    bad = [p.exitcode for p in procs if p.exitcode]
-    if bad:
-        raise ConfigError(f"{len(bad)} of {workers} worker processes exited with an error (exit codes {bad}); "
-                          "see their messages above")
+    finally:
+        left = store.counts(cfg.STUDY.LEASE_SECONDS, shard)
+        store.close()
+    if failed:
+        raise ConfigError(f"{len(failed)} of {len(procs) + replacements} worker processes exited with an error "
+                          f"(exit codes {failed}); see their messages above")
+    unfinished = left["pending"] + left["running"]
+    if killed and unfinished:
+        raise ConfigError(f"{len(killed)} worker process(es) were killed and {unfinished} job(s) are unfinished; "
+                          "rerun the same command to continue (finished results are kept)")
     return {}
+
+
+def _signal_name(num: int) -> str:
+    import signal
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"

@@ -9,7 +9,7 @@ Schema (see docs/rank_corr.md):
   and for done jobs ``best``/``final`` (the task's primary test metric), ``wall`` seconds and the
   full ``result`` JSON (curve, params, FLOPs, config);
 * ``attempts``: one row per claim (worker, token, start, end, outcome done | failed | lost |
-  discarded), the audit trail of who ran what.
+  discarded | released), the audit trail of who ran what.
 
 Concurrency: every state change is one ``BEGIN IMMEDIATE`` transaction (a single writer at a
 time; readers are not blocked in WAL mode). A running job's worker refreshes its heartbeat; a job

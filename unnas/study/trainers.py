@@ -74,7 +74,8 @@ def default_train(job, cfg, out_dir) -> dict:
 
     It resumes from the job directory's last checkpoint, so a job taken over from a killed worker
     continues where that worker's last completed epoch left off (exactly, by the trainer's design).
-    Unless ``STUDY.KEEP_CHECKPOINTS``, the checkpoints are deleted once the job is done.
+    Unless ``STUDY.KEEP_CHECKPOINTS``, the runner deletes the checkpoints once the job's result is
+    recorded (:data:`JOB_CHECKPOINTS`).
     """
     from unnas.train import train
 
@@ -82,13 +83,14 @@ def default_train(job, cfg, out_dir) -> dict:
 
     tcfg = trainer_cfg(cfg, job.genotype, out_dir)
     result = train(tcfg, genotype=job.genotype, out_dir=out_dir, progress=False, resume=True, tensorboard=True)
-    if not cfg.STUDY.KEEP_CHECKPOINTS:
-        for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
-            p = Path(out_dir) / name
-            if p.exists():
-                p.unlink()
+    if not cfg.STUDY.KEEP_CHECKPOINTS:   # the runner deletes them once the result is in the store
         result["checkpoint_last"] = result["checkpoint_best"] = None
     return result
+
+
+# What a job leaves that only serves its resume; deleted after the result is recorded unless
+# STUDY.KEEP_CHECKPOINTS (deleting earlier would make a kill before the record retrain the whole job).
+JOB_CHECKPOINTS = ("checkpoint_last.pt", "checkpoint_best.pt")
 
 
 def resolve_trainer(spec: str | TrainFn) -> TrainFn:

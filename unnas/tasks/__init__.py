@@ -27,7 +27,16 @@ def canonical_task_name(name: str) -> str:
 
 
 def build_task(name: str, data: DataInfo, **options) -> Task:
-    return TASKS.get(canonical_task_name(name))(data, **options)
+    """The task ``name`` for data described by ``data``; a bad option (a value out of range, a
+    permutation or prior file of the wrong shape) is one :class:`~unnas.config.ConfigError` line."""
+    cls_ = TASKS.get(canonical_task_name(name))
+    try:
+        return cls_(data, **options)
+    except ValueError as exc:
+        from unnas.config import ConfigError
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"task {cls_.name}: {' '.join(str(exc).split())}; fix the TASK.* option") from exc
 
 
 __all__ = ["Meter", "Task", "TopKMeter", "ClassifierHead", "TASKS", "build_task", "canonical_task_name",

@@ -95,6 +95,7 @@ class Task:
 
     name = ""
     needs_labels = False       # True for supervised tasks: the data set must carry labels
+    needs_dense_labels = False # True for dense supervised tasks: the labels must be per-pixel maps
     single_reduction = False   # dense prediction at output stride 16 (one reduction cell)
     in_channels = 3            # channels of the network input
     images_per_sample = 1      # trunk passes per input image (rotations, jigsaw tiles)

@@ -101,10 +101,16 @@ class ColorizationTask(Task):
         self.counts = torch.zeros(NUM_BINS, dtype=torch.float64)
         self.fixed_prior = None
         if col_prior_file:
-            prior = np.load(col_prior_file)
-            if prior.shape != (NUM_BINS,) or not np.all(np.isfinite(prior)) or (prior < 0).any() or prior.sum() <= 0:
-                raise ValueError(f"{col_prior_file}: expected a ({NUM_BINS},) array of non-negative bin "
-                                 f"counts/probabilities, got shape {prior.shape}")
+            source = f"TASK.COL_PRIOR_FILE {col_prior_file}"
+            try:
+                prior = np.load(col_prior_file, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise ValueError(f"{source}: cannot read a .npy bin prior "
+                                 f"({getattr(exc, 'strerror', None) or exc})") from None
+            if (prior.shape != (NUM_BINS,) or not np.issubdtype(prior.dtype, np.number)
+                    or not np.all(np.isfinite(prior)) or (prior < 0).any() or prior.sum() <= 0):
+                raise ValueError(f"{source}: expected a ({NUM_BINS},) array of non-negative bin "
+                                 f"counts/probabilities, got shape {prior.shape} ({prior.dtype})")
             self.fixed_prior = torch.as_tensor(prior, dtype=torch.float64)
 
     @property

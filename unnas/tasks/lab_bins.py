@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from unnas.utils.io import atomic_save_npy, cache_dir
+from unnas.utils.io import cache_dir, save_to_cache
 
 # skimage's constants: sRGB (D65) -> XYZ matrix and the D65 / 2-degree reference white.
 XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423),
@@ -126,13 +126,10 @@ def ab_bins() -> np.ndarray:
             bins = np.load(path)
             if bins.shape == (NUM_BINS, 2) and bins.dtype == np.int64:
                 return bins
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             pass
     bins = derive_ab_bins()
-    try:
-        atomic_save_npy(path, bins)
-    except OSError:
-        pass  # a read-only cache is not an error: we derive again next time
+    save_to_cache(path, bins)
     return bins
 
 
@@ -290,10 +287,7 @@ def _cached_rgb_bin_table() -> torch.Tensor:
         except (OSError, ValueError, EOFError):
             pass
     table = _build_rgb_bin_table("cpu")
-    try:
-        atomic_save_npy(path, table.numpy())
-    except OSError:
-        pass
+    save_to_cache(path, table.numpy())
     return table
 
 

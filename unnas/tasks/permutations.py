@@ -18,15 +18,16 @@ import math
 
 import numpy as np
 
-from unnas.utils.io import atomic_save_npy, cache_dir
+from unnas.config import ConfigError
+from unnas.utils.io import cache_dir, save_to_cache
 
 _FULL_POOL_MAX = 400_000
 _RANDOM_POOL = 50_000
 _VERSION = 1
 
 
-class PermutationFileError(ValueError):
-    """A bad user permutation file (one-line message)."""
+class PermutationFileError(ConfigError):
+    """A bad user permutation file (TASK.JIGSAW_PERMS_FILE): a user error, one line."""
 
 
 def all_permutations(n: int) -> np.ndarray:
@@ -81,11 +82,13 @@ def validate(perms: np.ndarray, grid: int, source: str = "permutations") -> np.n
 
 
 def load_permutations(path: str, grid: int) -> np.ndarray:
+    source = f"TASK.JIGSAW_PERMS_FILE {path}"
     try:
         perms = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise PermutationFileError(f"{path}: cannot read a .npy permutation file ({exc})") from None
-    return validate(perms, grid, path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise PermutationFileError(f"{source}: cannot read a .npy permutation file "
+                                   f"({getattr(exc, 'strerror', None) or exc})") from None
+    return validate(perms, grid, source)
 
 
 def permutation_set(grid: int, num_perms: int = 1000, seed: int = 0, perms_file: str = "") -> np.ndarray:
@@ -100,11 +103,8 @@ def permutation_set(grid: int, num_perms: int = 1000, seed: int = 0, perms_file:
     if path.is_file():
         try:
             return validate(np.load(path), grid, str(path))
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             pass  # a damaged cache entry: rebuild it
     perms = max_min_hamming(grid * grid, num_perms, seed)
-    try:
-        atomic_save_npy(path, perms)
-    except OSError:
-        pass
+    save_to_cache(path, perms)
     return perms

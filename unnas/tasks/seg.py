@@ -112,6 +112,7 @@ class SegmentationTask(Task):
     name = "seg"
     needs_labels = True
     single_reduction = True
+    needs_dense_labels = True
     per_sample_cross_entropy = False   # per-pixel loss that ignores label 255
     per_image_logits = False
 

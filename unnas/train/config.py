@@ -64,6 +64,10 @@ def train_defaults() -> CN:
     return cfg
 
 
+# Keys that --resume may change: they do not alter what the finished epochs computed.
+RESUME_SAFE_KEYS = ("TRAIN.EPOCHS", "NUM_THREADS", "DATA.NUM_WORKERS", "DATA.ROOT", "LOG_PERIOD", "DEVICE", "OUT_DIR")
+
+
 def validate_train_cfg(cfg: CN) -> None:
     from unnas.tasks import canonical_task_name
 

@@ -9,6 +9,7 @@ attributes (``per_image_logits``, ``input_kind``, ``single_reduction``), never f
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from search_spaces.darts import zoo
 from search_spaces.darts.genotype import Genotype
@@ -36,6 +37,16 @@ class NetworkPlan:
         return {**asdict(self), "task": task.name, "num_outputs": task.num_outputs, "linear_probe": linear_probe}
 
 
+def not_a_training_checkpoint(path, state: dict) -> DataError:
+    """One line for a checkpoint that ``tools/train.py`` did not write (e.g. a search's checkpoint.pt)."""
+    if "arch" in state and "alpha_history" in state:
+        found = Path(path).parent / "genotype.json"
+        return DataError(f"{path} is a search checkpoint (tools/search.py), not a trained network; train the genotype "
+                         f"it found first (tools/train.py --genotype {found}) and pass that run's checkpoint_best.pt")
+    return DataError(f"{path} is not a checkpoint of tools/train.py (no 'meta'); pass the checkpoint_last.pt or "
+                     "checkpoint_best.pt of a training run")
+
+
 def _zoo_width(spec, stem: str, single_reduction: bool) -> int:
     name = zoo.canonical_name(spec) if isinstance(spec, str) else None
     kind = "cifar10" if stem == "cifar" else ("cityscapes" if single_reduction else "imagenet")
@@ -54,7 +65,7 @@ def resolve_network(cfg, task, info, genotype=None, meta: dict | None = None):
     if meta is None and cfg.TRAIN.INIT_FROM:
         init = load_checkpoint(cfg.TRAIN.INIT_FROM)
         if "meta" not in init:
-            raise DataError(f"{cfg.TRAIN.INIT_FROM} is not a checkpoint of tools/train.py (no 'meta')")
+            raise not_a_training_checkpoint(cfg.TRAIN.INIT_FROM, init)
         meta = init["meta"]
         init_state = {k[len("trunk."):]: v for k, v in init["model"].items() if k.startswith("trunk.")}
         init_source = {"path": str(cfg.TRAIN.INIT_FROM), "task": meta.get("task"), "epoch": init.get("epoch")}

@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 
 from unnas.config import merge_overrides, save_cfg
-from unnas.data import DataError
 from unnas.engine import Hook, load_checkpoint
 
+from .network import not_a_training_checkpoint
 from .trainer import LAST, Trainer
 
 log = logging.getLogger("unnas.train")
@@ -73,7 +73,7 @@ def evaluate_checkpoint(path, opts=(), device: str | None = None) -> dict:
 
     state = load_checkpoint(path)
     if "meta" not in state or "cfg" not in state:
-        raise DataError(f"{path} is not a checkpoint of tools/train.py (no 'meta'); evaluate training checkpoints only")
+        raise not_a_training_checkpoint(path, state)
     cfg = train_defaults()
     cfg.merge_from_other_cfg(CN.load_cfg(state["cfg"]))
     merge_overrides(cfg, opts)

@@ -76,7 +76,8 @@ def _seed_from(seed: int, epoch: int, stream: int) -> int:
 
 class Trainer(LoopBase):
     """One training run. ``meta`` (a checkpoint's ``meta``) rebuilds that checkpoint's network;
-    ``hooks`` are added after the trainer's own writers (rank 0 with an ``out_dir`` only)."""
+    ``hooks`` run on every rank, after the trainer's own writers (which run on rank 0 with an
+    ``out_dir`` only)."""
 
     def __init__(self, cfg, out_dir: str | Path | None = None, genotype=None, progress: bool = False,
                  tensorboard: bool = True, meta: dict | None = None, hooks: list[Hook] | None = None):
@@ -141,7 +142,8 @@ class Trainer(LoopBase):
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.AMP == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.AMP)
         self.ddp = wrap_ddp(self.model, self.ctx)
-        self.checkpointer = Checkpointer(self.out_dir, LAST, self.is_main)
+        self.checkpointer = Checkpointer(self.out_dir, LAST, self.is_main, run="training",
+                                         fix="lower OPTIM.LR or check the data", device=self.device)
 
         # ---- hooks: evaluation first, writers, the caller's hooks, the checkpoint last
         writers: list[Hook] = []
@@ -228,7 +230,8 @@ class Trainer(LoopBase):
         torch.set_rng_state(state["rng"]["cpu"])
 
     def save_checkpoint(self, stats: dict | None = None) -> None:
-        self.checkpointer.save(self.state_dict(), [BEST] if stats is not None and self._new_best else [])
+        copies = [BEST] if stats is not None and self._new_best else []
+        self.checkpointer.save(self.state_dict(), copies, what=f"epoch {stats['epoch']}" if stats else "this step")
 
     # ---- evaluation ----------------------------------------------------------------------
     def evaluate(self) -> dict:

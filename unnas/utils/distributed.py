@@ -73,7 +73,14 @@ def resolve_device(name: str) -> torch.device:
             local = int(os.environ.get("LOCAL_RANK", "0"))
             return torch.device(f"cuda:{local}")
         return torch.device("cpu")
-    dev = torch.device(name)
+    from unnas.config import ConfigError
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"DEVICE {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"DEVICE {name!r} requested but CUDA is not available; use DEVICE cpu or auto")
+        raise ConfigError(f"DEVICE {name!r} requested but CUDA is not available; use DEVICE cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"DEVICE {name!r} requested but this machine has {torch.cuda.device_count()} GPU(s); "
+                          "use DEVICE auto or cuda:N with a smaller N")
     return dev

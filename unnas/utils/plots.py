@@ -1,6 +1,7 @@
 """PNG pictures of cells and of alpha evolution (matplotlib only; no system graphviz)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -8,6 +9,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from unnas.utils.io import atomic_write_bytes  # noqa: E402
+
+
+def _save(fig, path, dpi: int) -> None:
+    """PNG written atomically, like every other output: a kill never leaves a torn picture."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 _OP_COLOURS = {
     "none": "#bbbbbb", "max_pool_3x3": "#4c72b0", "avg_pool_3x3": "#64b5cd", "skip_connect": "#55a868",
@@ -57,9 +68,7 @@ def plot_cell(cell: Sequence[tuple[str, int]], concat: Sequence[int], path: str 
         ax.text(x, y, names[key], ha="center", va="center", fontsize=10, zorder=5,
                 bbox=dict(boxstyle="circle,pad=0.35" if key not in (0, 1, "out") else "round,pad=0.4",
                           fc=colour, ec="black"))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, dpi=120)
 
 
 def plot_alpha_history(history: Sequence, primitives: Sequence[str], edges: Sequence[tuple[int, int]],
@@ -81,10 +90,12 @@ def plot_alpha_history(history: Sequence, primitives: Sequence[str], edges: Sequ
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower right", fontsize=8, ncol=2)
     fig.supxlabel("epoch")
-    fig.supylabel("softmax(alpha)")
+    fig.supylabel("softmax(alpha)", x=0.002)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    # fixed margins (in inches, so they hold for any number of rows) instead of tight_layout, which
+    # measured every tick label again and took ~70% of the picture's time (about 1 s per picture)
+    h = 2.2 * rows
+    fig.subplots_adjust(left=0.75 / (3.0 * cols), right=0.99, bottom=0.75 / h, top=1 - 0.55 / h,
+                        wspace=0.12, hspace=0.35)
+    _save(fig, path, dpi=100)

@@ -1,0 +1,81 @@
+"""Claiming a run directory: one process writes a run directory at a time.
+
+``claim_run_dir(path)`` creates the folder (one clear line when it cannot: a file in the way, no
+permission, a read-only file system), takes an exclusive ``flock`` on ``path/.lock`` for as long
+as the claim is held (a second process gets one line naming the holder), and removes temporaries
+that a killed process left behind. Claims nest within a process (the tool claims, then the loop),
+and the lock goes with the process, so a kill never leaves a stale lock.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from unnas.config import ConfigError
+from unnas.utils.io import TMP_SUFFIX, remove_stale_temporaries
+
+log = logging.getLogger("unnas")
+
+LOCK_NAME = ".lock"
+_held: dict[Path, list] = {}    # resolved path -> [fd, depth]
+
+
+def writable_dir_error(path: Path, exc: OSError) -> ConfigError:
+    """One line for an output folder that cannot be created or written."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) or exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return ConfigError(f"output directory {path} cannot be created: a file is in the way ({exc.strerror}); "
+                           "choose another --out / OUT_DIR")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ConfigError(f"output directory {path} is not writable ({exc.strerror}); choose a writable --out / OUT_DIR")
+    if exc.errno == errno.ENOSPC:
+        return ConfigError(f"no space left on the device of {path}; free some space (existing outputs are intact)")
+    return ConfigError(f"output directory {path}: {exc.strerror or exc}; choose another --out / OUT_DIR")
+
+
+@contextmanager
+def claim_run_dir(path: str | Path) -> Iterator[Path]:
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        key = path.resolve()
+        if key in _held:
+            _held[key][1] += 1
+            fd = None
+        else:
+            fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise writable_dir_error(path, exc) from exc
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ConfigError(f"run directory {path} is in use by {holder}; wait for it to finish, or choose "
+                              "another --out / OUT_DIR") from None
+        try:   # a folder that is not writable (mode, read-only mount): say so now, not after the first epoch
+            probe_fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.", suffix=TMP_SUFFIX)
+            os.close(probe_fd)
+            os.unlink(probe)
+        except OSError as exc:
+            os.close(fd)
+            raise writable_dir_error(path, exc) from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {os.uname().nodename}".encode(), 0)
+        _held[key] = [fd, 1]
+        for p in remove_stale_temporaries(path):
+            log.info("removed %s, left by a process killed while writing", p.name)
+    try:
+        yield path
+    finally:
+        entry = _held[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _held[key]
+            os.close(entry[0])
