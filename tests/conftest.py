@@ -8,6 +8,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# NUM_THREADS 0 (auto) follows the machine's load; tests compare runs bit for bit, so they pin the
+# count instead (auto_threads honours an explicit OMP_NUM_THREADS; subprocesses inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 SHARED = ROOT.parent / "shared" / "data"
 

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -255,3 +256,49 @@ def test_an_unwritable_cache_is_said_once(tmp_path, monkeypatch, caplog):
     warnings = [r.getMessage() for r in caplog.records if "cannot write the cache" in r.getMessage()]
     assert len(warnings) == 1 and "UNNAS_CACHE" in warnings[0]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_default_run_directories_are_numbered_and_resume_takes_the_latest(tmp_path, monkeypatch):
+    from unnas.config import load_cfg
+    from unnas.engine.rundir import numbered_run_dir
+    from unnas.search.config import run_dir as search_dir, search_defaults
+    from unnas.train.config import run_dir as train_dir, train_defaults
+
+    monkeypatch.chdir(tmp_path)
+    assert numbered_run_dir("runs", "rot_x", "ckpt.pt") == Path("runs/rot_x")
+    assert numbered_run_dir("runs", "rot_x", "ckpt.pt", resume=True) == Path("runs/rot_x")
+    for name in ("rot_x", "rot_x_2", "rot_x_10", "rot_x_other"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "ckpt.pt").write_bytes(b"")
+    assert numbered_run_dir("runs", "rot_x", "ckpt.pt") == Path("runs/rot_x_3")      # first free number
+    assert numbered_run_dir("runs", "rot_x", "ckpt.pt", resume=True) == Path("runs/rot_x_10")
+    assert numbered_run_dir("runs", "rot_y", "ckpt.pt") == Path("runs/rot_y")
+
+    cfg = load_cfg(search_defaults(), None, ["TASK.NAME", "jigsaw", "DATA.DATASET", "cifar10"])
+    assert search_dir(cfg) == Path("runs/search/jig_cifar10")
+    cfg = load_cfg(search_defaults(), None, ["OUT_DIR", "mine"])
+    assert search_dir(cfg) == Path("mine")
+    cfg = load_cfg(train_defaults(), None, ["MODEL.GENOTYPE", "nets/my cell.json", "TASK.NAME", "rotation"])
+    assert train_dir(cfg) == Path("runs/train/my_cell_rot_synthetic")
+    cfg = load_cfg(train_defaults(), None, ["MODEL.GENOTYPE", "Genotype(normal=[], normal_concat=[], reduce=[], "
+                                            "reduce_concat=[])", "TRAIN.INIT_FROM", "runs/rot/checkpoint_last.pt",
+                                            "TRAIN.LINEAR_PROBE", "True"])
+    assert train_dir(cfg) == Path("runs/train/probe_rot_cls_synthetic")
+
+
+def test_train_tool_runs_twice_without_out_then_resumes_the_latest(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_tool", Path(__file__).resolve().parents[1] / "tools" / "train.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--no-progress", "--epochs", "1", "DATA.SYNTHETIC.NUM_TRAIN", "16", "DATA.SYNTHETIC.NUM_TEST", "8",
+            "MODEL.WIDTH", "4", "MODEL.DEPTH", "2", "TRAIN.BATCH_SIZE", "8", "DEVICE", "cpu", "NUM_THREADS", "1"]
+    assert tool.main(tiny) == 0 and tool.main(tiny) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs" / "train").iterdir())
+    assert runs == ["DARTS_V2_cls_synthetic", "DARTS_V2_cls_synthetic_2"]
+    assert "OUT_DIR: runs/train/DARTS_V2_cls_synthetic_2" in (tmp_path / "runs/train/DARTS_V2_cls_synthetic_2/config.yaml").read_text()
+    assert tool.main(["--resume", "--epochs", "2", "--no-progress"]) == 0
+    assert load_checkpoint(tmp_path / "runs/train/DARTS_V2_cls_synthetic_2/checkpoint_last.pt")["epoch"] == 2
+    assert load_checkpoint(tmp_path / "runs/train/DARTS_V2_cls_synthetic/checkpoint_last.pt")["epoch"] == 1

@@ -101,3 +101,33 @@ def test_space_rejects_foreign_ops():
                  [("skip_connect", 0), ("skip_connect", 1)] * 4, [2, 3, 4, 5])
     with pytest.raises(GenotypeError, match="not an op"):
         get_space("darts").validate(g)
+
+
+@pytest.mark.parametrize("prefix", ["genotype = ", "DARTS_V2 = ", "genotype=", "01/02 03:04:05 PM genotype = ",
+                                    "[trainer.py: 200]: genotype = ", "  DARTS_V2 = genotypes."])
+def test_pasted_genotype_lines(prefix):
+    """A DARTS/UnNAS log line or a genotypes.py line is accepted as pasted (issue 13)."""
+    from search_spaces.darts import zoo
+    g = Genotype.parse(DARTS_V2)
+    assert Genotype.parse(prefix + DARTS_V2) == g
+    assert zoo.resolve_genotype(prefix + DARTS_V2) == g
+
+
+def test_long_genotype_strings_are_not_paths(capsys):
+    """A long string is never stat()ed as a path without a guard: one GenotypeError line, not OSError."""
+    import sys
+    from pathlib import Path
+    from search_spaces.darts import zoo
+    for text in ("x" * 5000, "not a genotype " * 40, "DARTS_V2 = Genotype(normal=[" + "('sep_conv_3x3', 0), " * 300):
+        with pytest.raises(GenotypeError):
+            zoo.resolve_genotype(text)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    try:
+        import info
+    finally:
+        sys.path.pop(0)
+    assert info.main(["genotype = " + DARTS_V2, "--width", "4", "--depth", "2", "--json"]) == 0
+    assert '"params"' in capsys.readouterr().out
+    assert info.main(["y" * 5000]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("info.py: error: unknown genotype 'yyy") and len(err.splitlines()) == 1

@@ -342,3 +342,36 @@ def test_cli_probe_and_finetune_flags(capsys, tmp_path):
     assert _cli(["--finetune", ckpt, "--out", str(tmp_path / "f"), "--no-progress", "--epochs", "1"] + tiny, capsys)[0] == 0
     s = json.loads((tmp_path / "f" / "summary.json").read_text())
     assert not s["linear_probe"] and s["init_from"]["path"] == ckpt
+
+
+def test_load_network_rebuilds_the_trained_network_without_data(tmp_path):
+    """load_network gives the network the trainer evaluates: same logits on the same images, for a
+    classifier and for a linear probe of a colorization trunk (which reads L)."""
+    import torch
+
+    from unnas.config import load_cfg
+    from unnas.engine import load_checkpoint
+    from unnas.train import Trainer, load_network, train, train_defaults, validate_train_cfg
+
+    tiny = ["DATA.SYNTHETIC.NUM_TRAIN", "16", "DATA.SYNTHETIC.NUM_TEST", "8", "MODEL.WIDTH", "4", "MODEL.DEPTH", "2",
+            "TRAIN.BATCH_SIZE", "8", "TRAIN.EPOCHS", "1", "DEVICE", "cpu", "NUM_THREADS", "1"]
+    runs = {"cls": tiny, "col": tiny + ["TASK.NAME", "col"]}
+    for name, opts in runs.items():
+        train(load_cfg(train_defaults(), None, opts, validate_train_cfg), out_dir=tmp_path / name, progress=False,
+              tensorboard=False)
+    probe = tiny + ["TRAIN.INIT_FROM", str(tmp_path / "col" / "checkpoint_last.pt"), "TRAIN.LINEAR_PROBE", "True"]
+    train(load_cfg(train_defaults(), None, probe, validate_train_cfg), out_dir=tmp_path / "probe", progress=False,
+          tensorboard=False)
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    for name in ("cls", "probe"):
+        path = tmp_path / name / "checkpoint_last.pt"
+        net = load_network(path)
+        assert net.epoch == 1 and not net.network.training and (net.input_task is not None) == (name == "probe")
+        state = load_checkpoint(path)
+        cfg = net.cfg
+        ref = Trainer(cfg, None, tensorboard=False, meta=state["meta"])
+        ref.load_state_dict(state, model_only=True)
+        ref.model.eval()
+        with torch.no_grad():
+            x, _ = ref.prepare((images, torch.zeros(3, dtype=torch.long)), False, 0, 0)
+            assert torch.allclose(net.network(net.inputs(images)), ref.model(x))

@@ -51,6 +51,39 @@ def flag_overrides(args, mapping: Mapping[str, str] = FLAG_KEYS,
     return out
 
 
+OVERRIDES_METAVAR = "KEY VALUE"
+
+
+def add_overrides(parser, example: str = "MODEL.WIDTH 16") -> None:
+    """The ``KEY VALUE`` config-override positional of a tool; parse with :func:`parse_with_overrides`."""
+    parser.add_argument("opts", nargs="*", metavar=OVERRIDES_METAVAR,
+                        help=f"config overrides, e.g. {example} (anywhere on the line: before, between or after options)")
+
+
+def _looks_like_option(text: str) -> bool:
+    if not text.startswith("-") or text in ("-", "--"):
+        return False
+    try:
+        float(text)       # a negative number is a value (OPTIM.LR -1 is for validation to refuse)
+        return False
+    except ValueError:
+        return True
+
+
+def parse_with_overrides(parser, argv=None):
+    """``parser.parse_args(argv)`` where options and ``KEY VALUE`` overrides may be interleaved
+    (``MODEL.WIDTH 16 --no-progress SEED 2``); all overrides land in ``args.opts`` in command-line
+    order, and an unknown option is still an error. ``parser`` declares the overrides with
+    :func:`add_overrides` (a ``nargs="*"`` positional ``opts``): argparse takes the first run of
+    them, and this collects the runs after later options, which argparse hands back as extras."""
+    args, rest = parser.parse_known_args(argv)
+    bad = [x for x in rest if _looks_like_option(x)]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.opts = list(getattr(args, "opts", None) or []) + [x for x in rest if x != "--"]
+    return args
+
+
 def stored_config(checkpoint: str | Path) -> str:
     """The config a run was started with, from its checkpoint (the authority on resume)."""
     from unnas.engine import load_checkpoint

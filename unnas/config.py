@@ -6,6 +6,7 @@ the config: tools turn it into explicit arguments.
 """
 from __future__ import annotations
 
+from ast import literal_eval
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -69,12 +70,72 @@ def yaml_problem(exc: Exception) -> str:
     return " ".join(f"{problem}{where}".split())
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_float(v) -> bool:
+    return isinstance(v, float)
+
+
+def _leaf(cfg: CN, key: str):
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, CN) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def coerce_ints(cfg: CN, opts: Sequence) -> list:
+    """``KEY VALUE`` pairs with an integer VALUE for a float KEY of ``cfg`` written as floats
+    (``OPTIM.LR 1`` -> ``1.0``); yacs refuses int for float. Only int -> float; other type checks stay."""
+    out = list(opts)
+    for k in range(0, len(out) - 1, 2):
+        if not isinstance(out[k], str) or not _is_float(_leaf(cfg, out[k])):
+            continue
+        v = out[k + 1]
+        if isinstance(v, str):
+            try:
+                v = literal_eval(v)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                continue
+        if _is_int(v):
+            out[k + 1] = repr(float(v)) if isinstance(out[k + 1], str) else float(v)
+    return out
+
+
+def _coerce_ints_tree(cfg: CN, loaded: dict) -> dict:
+    """The same for a loaded YAML mapping: an int where ``cfg`` holds a float becomes a float."""
+    out = {}
+    for k, v in loaded.items():
+        old = cfg.get(k) if isinstance(cfg, CN) else None
+        if isinstance(v, dict) and isinstance(old, CN):
+            v = _coerce_ints_tree(old, v)
+        elif _is_int(v) and _is_float(old):
+            v = float(v)
+        out[k] = v
+    return out
+
+
+def merge_file(cfg: CN, path: str) -> None:
+    """``cfg.merge_from_file(path)`` (with ``_BASE_``), but an int for a float key is taken as a float."""
+    loaded = cfg.load_yaml_with_base(path, allow_unsafe=False)
+    if isinstance(loaded, dict):
+        from unnas.release_config import as_our_keys   # an UnNAS release YAML -> our keys; RNG_SEED -> SEED
+        loaded = _coerce_ints_tree(cfg, as_our_keys(cfg, loaded, path))
+    cfg.merge_from_other_cfg(type(cfg)(loaded))
+
+
 def merge_overrides(cfg: CN, opts: Sequence[str]) -> None:
-    """Merge ``KEY VALUE`` pairs into ``cfg``; a wrong key, value or count is one ConfigError line."""
+    """Merge ``KEY VALUE`` pairs into ``cfg``; a wrong key, value or count is one ConfigError line.
+    An integer for a float key is taken as a float (``OPTIM.LR 1``)."""
     if len(opts) % 2:
         raise ConfigError(f"overrides must be KEY VALUE pairs; got an odd number: {' '.join(opts)}")
+    from unnas.release_config import command_line_aliases   # the release's RNG_SEED n -> SEED n
+    opts = command_line_aliases(cfg, opts)
     try:
-        cfg.merge_from_list(list(opts))
+        cfg.merge_from_list(coerce_ints(cfg, opts))
     except (KeyError, ValueError, AssertionError) as exc:
         raise ConfigError(f"command-line override: {_one_line(exc)}") from exc
 
@@ -88,7 +149,7 @@ def load_cfg(defaults: CN, cfg_file: str | None = None, opts: Sequence[str] = ()
         if not path.is_file():
             raise ConfigError(f"config file {cfg_file} not found; pass an existing YAML file to --cfg")
         try:
-            cfg.merge_from_file(str(path))
+            merge_file(cfg, str(path))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{cfg_file}: not valid YAML ({yaml_problem(exc)}); fix the file") from exc
         except UnicodeDecodeError as exc:

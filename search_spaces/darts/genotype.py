@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -129,8 +130,9 @@ class Genotype:
 
     @classmethod
     def parse(cls, text: str) -> "Genotype":
-        """Accept JSON (dict or UnNAS list) or a DARTS ``Genotype(...)`` string."""
-        text = text.strip()
+        """Accept JSON (dict or UnNAS list) or a DARTS ``Genotype(...)`` string, also as pasted from a
+        log or a ``genotypes.py`` line (``genotype = Genotype(...)``, ``DARTS_V2 = Genotype(...)``)."""
+        text = strip_assignment(text)
         if text.startswith("Genotype") or text.startswith("genotypes.Genotype"):
             return cls.from_darts_repr(text)
         try:
@@ -165,6 +167,21 @@ class Genotype:
 
     def ops(self) -> list[str]:
         return [op for op, _ in self.normal + self.reduce]
+
+
+# ``NAME = `` before a genotype, with anything before it on the line (a log line's time stamp or
+# ``[trainer.py: 200]:``): ``genotype = Genotype(...)`` (DARTS/UnNAS logs), ``DARTS_V2 = Genotype(...)``.
+_GENOTYPE_START = re.compile(r"^(?:genotypes\.)?Genotype\s*\(")
+_ASSIGNMENT = re.compile(r"^[^=(\"'{]*?\b[A-Za-z_][\w.]{0,99}\s*=\s*(?=(?:genotypes\.)?Genotype\s*\(|[\[{])")
+
+
+def strip_assignment(text: str) -> str:
+    """``text`` without a leading ``NAME =`` (and what precedes it on a log line), stripped."""
+    text = str(text).strip()
+    if _GENOTYPE_START.match(text):
+        return text
+    m = _ASSIGNMENT.match(text)
+    return text[m.end():].strip() if m else text
 
 
 def _literal(node):

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .genotype import Genotype, GenotypeError
+from .genotype import Genotype, GenotypeError, strip_assignment
 
 _OPS = {"s3": "sep_conv_3x3", "s5": "sep_conv_5x5", "s7": "sep_conv_7x7", "d3": "dil_conv_3x3",
         "d5": "dil_conv_5x5", "mp3": "max_pool_3x3", "ap3": "avg_pool_3x3", "skip": "skip_connect",
@@ -170,9 +170,94 @@ def eval_width(name: str, dataset: str) -> int | None:
     return seg_w if dataset == "cityscapes" else cls_w
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, but False for a name the system cannot hold (too long, a NUL byte) instead
+    of an OSError: a pasted genotype string is not a path."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+RELEASE_SUFFIXES = (".yaml", ".yml")
+
+
+def read_release_yaml(path: str | Path) -> dict:
+    """The mapping of an UnNAS release config file (a GenotypeError line if it is not readable YAML)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenotypeError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except yaml.YAMLError as exc:
+        from unnas.config import yaml_problem
+        raise GenotypeError(f"{path}: not valid YAML ({yaml_problem(exc)}); fix the file") from None
+    if not isinstance(doc, dict):
+        raise GenotypeError(f"{path}: does not hold a mapping of config keys; expected an UnNAS config")
+    return doc
+
+
+def release_genotype_name(doc: dict) -> str | None:
+    """Our zoo name of an UnNAS config's ``NAS.GENOTYPE`` (``unnas_imagenet_rot`` -> ``UNNAS_IMAGENET_ROT``);
+    None when it is ``custom``, absent, or the file holds ``NAS.CUSTOM_GENOTYPE`` without a name."""
+    nas = doc.get("NAS") if isinstance(doc, dict) else None
+    name = nas.get("GENOTYPE") if isinstance(nas, dict) else None
+    if name is None or str(name).strip().lower() == "custom":
+        return None
+    return canonical_name(str(name))
+
+
+def release_genotype(doc: dict, source: str = "<config>") -> Genotype:
+    """The genotype of an UnNAS sample-based or eval-phase config mapping: ``NAS.GENOTYPE`` (a release
+    name, mapped to our zoo) or, when it is ``custom`` (or absent), ``NAS.CUSTOM_GENOTYPE``
+    (``[normal, normal_concat, reduce, reduce_concat]``)."""
+    nas = doc.get("NAS") if isinstance(doc, dict) else None
+    nas = nas if isinstance(nas, dict) else {}
+    name, custom = nas.get("GENOTYPE"), nas.get("CUSTOM_GENOTYPE")
+    if name is not None and str(name).strip().lower() != "custom":
+        key = canonical_name(str(name))
+        if key is None:
+            raise GenotypeError(f"{source}: NAS.GENOTYPE {name!r} is not a release genotype name; "
+                                f"known: {', '.join(release_names())}, custom")
+        return ZOO[key]
+    if not custom:
+        what = "NAS.GENOTYPE custom without NAS.CUSTOM_GENOTYPE" if name is not None else \
+            "no NAS.GENOTYPE or NAS.CUSTOM_GENOTYPE (a search-phase config holds no genotype)"
+        raise GenotypeError(f"{source}: {what}; expected an UnNAS sample-based or eval-phase config")
+    try:
+        return Genotype.from_unnas_list(custom)
+    except (GenotypeError, TypeError) as exc:
+        raise GenotypeError(f"{source}: NAS.CUSTOM_GENOTYPE: {exc}") from None
+
+
+def release_names() -> list[str]:
+    """The UnNAS release's ``GENOTYPES`` keys that our zoo holds (``nas``, ``darts_v2``, ``unnas_imagenet_rot``, ...)."""
+    return [row[4] or name.lower() for name, row in _TABLE.items()]
+
+
+def genotype_name(spec) -> str | None:
+    """The zoo name of ``spec``: a zoo name itself, or a release YAML whose ``NAS.GENOTYPE`` names one."""
+    if not isinstance(spec, str):
+        return None
+    key = canonical_name(spec)
+    if key is not None:
+        return key
+    path = Path(spec.strip()).expanduser()
+    if path.suffix.lower() in RELEASE_SUFFIXES and _is_file(path):
+        try:
+            return release_genotype_name(read_release_yaml(path))
+        except GenotypeError:
+            return None
+    return None
+
+
 def resolve_genotype(spec) -> Genotype:
     """A :class:`Genotype`, a zoo name, a path to a JSON/text genotype file (also a search run's
-    ``genotype.json`` or ``summary.json``), or a DARTS ``Genotype(...)`` / JSON string."""
+    ``genotype.json`` or ``summary.json``) or to an UnNAS release config (``ID.yaml`` or an eval-phase
+    ``<arch>.yaml``: its ``NAS.GENOTYPE`` / ``NAS.CUSTOM_GENOTYPE``), or a DARTS ``Genotype(...)`` / JSON
+    string, also pasted as ``genotype = Genotype(...)`` or ``DARTS_V2 = Genotype(...)``."""
     if isinstance(spec, Genotype):
         return spec
     if isinstance(spec, dict):
@@ -183,10 +268,14 @@ def resolve_genotype(spec) -> Genotype:
     key = canonical_name(text)
     if key is not None:
         return ZOO[key]
+    text = strip_assignment(text)
     if text[0] in "{[" or text.startswith("Genotype") or text.startswith("genotypes.Genotype"):
         return Genotype.parse(text)
     path = Path(text).expanduser()
-    if path.is_file():
+    if _is_file(path):
+        if path.suffix.lower() in RELEASE_SUFFIXES:
+            return release_genotype(read_release_yaml(path), str(path))
         return Genotype.load(path)
-    raise GenotypeError(f"unknown genotype {text!r}: not a zoo name, an existing file or a Genotype(...) string; "
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    raise GenotypeError(f"unknown genotype {shown!r}: not a zoo name, an existing file or a Genotype(...) string; "
                         f"zoo names: {', '.join(names())}")

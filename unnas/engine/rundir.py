@@ -38,6 +38,26 @@ def writable_dir_error(path: Path, exc: OSError) -> ConfigError:
     return ConfigError(f"output directory {path}: {exc.strerror or exc}; choose another --out / OUT_DIR")
 
 
+def numbered_run_dir(parent: str | Path, name: str, marker: str, resume: bool = False) -> Path:
+    """``parent/name``, or ``parent/name_2``, ``name_3``, ...: a new run takes the first of them that
+    holds no ``marker`` file (a run's checkpoint), so default run directories never collide and a
+    list of commands runs in order; ``resume`` takes the last that holds one (the latest run)."""
+    parent = Path(parent)
+
+    def number(p: Path) -> int:
+        tail = p.name[len(name) + 1:]
+        return int(tail) if p.name.startswith(name + "_") and tail.isdigit() and int(tail) >= 2 else 0
+
+    taken = [p for p in ([parent / name] + sorted(filter(number, parent.glob(f"{name}_*")), key=number))
+             if (p / marker).exists()]
+    if resume:
+        return taken[-1] if taken else parent / name
+    k = 1
+    while (parent / (name if k == 1 else f"{name}_{k}") / marker).exists():
+        k += 1
+    return parent / (name if k == 1 else f"{name}_{k}")
+
+
 @contextmanager
 def claim_run_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)

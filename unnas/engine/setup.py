@@ -2,6 +2,7 @@
 the data/task compatibility check and DDP wrapping."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -24,15 +25,43 @@ class RunContext:
         return self.rank == 0
 
 
+def auto_threads() -> int:
+    """CPU threads for a run that was given none: the cores this process may use minus those that
+    other work keeps busy (the 1-minute load average, rounded), at least 1.
+
+    Why not all cores: every OpenMP parallel region ends at a barrier, so with more threads than
+    free cores each operator waits for a thread parked behind another process; measured on 2 cores
+    beside one busy process, 2 threads ran several times slower than 1 (benchmarks/threads.py,
+    docs/benchmarks.md). On an idle machine this is all cores, torch's own default. An explicit
+    ``OMP_NUM_THREADS`` in the environment is the user's choice: torch's count is kept then."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, min(cores, torch.get_num_threads()) - busy)
+
+
+def resolve_threads(setting) -> int:
+    """``NUM_THREADS``-style setting -> a thread count: N > 0 as given, 0 or "auto" -> :func:`auto_threads`."""
+    if str(setting).strip().lower() in ("0", "auto"):
+        return auto_threads()
+    return int(setting)
+
+
 def setup_run(device: str, seed: int, num_threads: int = 0, deterministic: bool = False) -> RunContext:
     """Resolve the device, join the torchrun process group (if launched by torchrun), seed torch,
-    set the CPU thread count (0 keeps torch's default) and deterministic algorithms."""
+    set the CPU thread count (0 = :func:`auto_threads`) and deterministic algorithms."""
     dev = du.resolve_device(device)
     rank, world = du.init_from_env(dev)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    if num_threads > 0:
-        torch.set_num_threads(num_threads)
+    torch.set_num_threads(resolve_threads(num_threads))
     torch.manual_seed(seed)
     return RunContext(dev, rank, world)
 

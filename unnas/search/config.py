@@ -5,6 +5,8 @@ paper-scale settings (width 16, depth 8, DARTS/UnNAS budgets) live in ``experime
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from fvcore.common.config import CfgNode as CN
 
 from unnas.config import ConfigError, add_data_cfg, add_task_cfg, check
@@ -36,7 +38,9 @@ def search_defaults() -> CN:
     cfg.SEARCH.EDGE_NORM = False     # PC-DARTS edge normalisation
     cfg.SEARCH.CHANNELS_LAST = True  # supernet memory format: same values, oneDNN depthwise convs ~4x faster on CPU
     cfg.SEARCH.AMP = "none"          # none | bf16: autocast the forward passes (GPU; bf16 on CPU works but is slow)
-    cfg.SEARCH.NUM_THREADS = 0       # torch CPU threads (0 = torch's default); 1 is fastest on a busy machine
+    cfg.SEARCH.ALPHA_LOG_STEPS = 0   # also record softmax(alpha) every N steps (alpha_history.json "steps",
+                                     # alphas_*.png); 0 = after every epoch only
+    cfg.SEARCH.NUM_THREADS = 0       # torch CPU threads (0 = auto: the cores not busy with other work, see engine.setup.auto_threads)
 
     cfg.OPTIM = CN()                 # network weights
     cfg.OPTIM.LR = 0.025
@@ -54,7 +58,7 @@ def search_defaults() -> CN:
     cfg.ARCH.WEIGHT_DECAY = 1e-3
     cfg.ARCH.UNROLL_LR = 0.0         # xi of the second-order step (0 = the current weight LR, as DARTS)
 
-    cfg.OUT_DIR = "runs/search"
+    cfg.OUT_DIR = ""                 # run directory; "" = runs/search/<task>_<dataset>[_N] (see run_dir)
     cfg.SEED = 1
     cfg.DEVICE = "auto"              # auto | cpu | cuda | cuda:N
     cfg.LOG_PERIOD = 10              # steps between JSON-lines / TensorBoard scalars
@@ -63,9 +67,20 @@ def search_defaults() -> CN:
     return cfg
 
 
+def run_dir(cfg: CN, resume: bool = False) -> Path:
+    """``OUT_DIR``, or when it is empty ``runs/search/<task>_<dataset>``, numbered ``_2``, ``_3``, ...
+    when that one already holds a search (``resume``: the latest that does)."""
+    if cfg.OUT_DIR:
+        return Path(cfg.OUT_DIR)
+    from unnas.engine.rundir import numbered_run_dir
+    from unnas.tasks import canonical_task_name
+    return numbered_run_dir("runs/search", f"{canonical_task_name(cfg.TASK.NAME)}_{cfg.DATA.DATASET}",
+                            "checkpoint.pt", resume)
+
+
 # Keys that --resume may change: they do not alter what the finished steps computed.
-RESUME_SAFE_KEYS = ("SEARCH.EPOCHS", "SEARCH.NUM_THREADS", "DATA.NUM_WORKERS", "DATA.ROOT", "LOG_PERIOD",
-                    "CHECKPOINT_STEPS", "DEVICE", "OUT_DIR")
+RESUME_SAFE_KEYS = ("SEARCH.EPOCHS", "SEARCH.NUM_THREADS", "SEARCH.ALPHA_LOG_STEPS", "DATA.NUM_WORKERS", "DATA.ROOT",
+                    "LOG_PERIOD", "CHECKPOINT_STEPS", "DEVICE", "OUT_DIR")
 
 
 def describe_algorithm(cfg: CN) -> str:
@@ -99,7 +114,9 @@ def validate_search_cfg(cfg: CN) -> None:
     check(k == 1 or (cfg.MODEL.WIDTH % k == 0 and (cfg.MODEL.WIDTH // k) % 2 == 0),
           f"SEARCH.PARTIAL_CHANNELS {k} must divide MODEL.WIDTH {cfg.MODEL.WIDTH} into an even number of channels")
     check(cfg.SEARCH.AMP in ("none", "bf16"), f"SEARCH.AMP must be none or bf16, got {cfg.SEARCH.AMP!r}")
-    check(cfg.SEARCH.NUM_THREADS >= 0, "SEARCH.NUM_THREADS must be >= 0 (0 = torch's default)")
+    check(cfg.SEARCH.ALPHA_LOG_STEPS >= 0,
+          f"SEARCH.ALPHA_LOG_STEPS must be >= 0 (0 = per epoch only), got {cfg.SEARCH.ALPHA_LOG_STEPS}")
+    check(cfg.SEARCH.NUM_THREADS >= 0, "SEARCH.NUM_THREADS must be >= 0 (0 = auto)")
     check(cfg.SEARCH.EVAL_BN in ("batch", "running"), f"SEARCH.EVAL_BN must be batch or running, got {cfg.SEARCH.EVAL_BN!r}")
     check(cfg.ARCH.OPTIMIZER in ("adam", "sgd"), f"ARCH.OPTIMIZER must be adam or sgd, got {cfg.ARCH.OPTIMIZER!r}")
     check(len(cfg.ARCH.BETAS) == 2 and all(0 <= b < 1 for b in cfg.ARCH.BETAS), "ARCH.BETAS must be two numbers in [0, 1)")

@@ -11,7 +11,17 @@ import json
 
 from unnas.engine.hooks import Hook, MetricsHook, Period, ProgressHook, TensorBoardHook
 from unnas.utils.io import atomic_write_text
-from unnas.utils.plots import plot_alpha_history, plot_cell
+from unnas.utils.plots import edge_name, plot_alpha_history, plot_cell
+
+
+def alpha_series(epochs: list[dict], steps: list[dict], steps_per_epoch: int) -> tuple[list[dict], list[float]]:
+    """The alpha records of a search (after every epoch, and every SEARCH.ALPHA_LOG_STEPS steps) in
+    order, with where each lies in epochs: ``global_step / steps_per_epoch`` (the end of epoch e is
+    e + 1). Records without ``global_step`` (older runs) lie at ``epoch + 1``."""
+    def where(r):
+        return r["global_step"] / steps_per_epoch if "global_step" in r else r["epoch"] + 1.0
+    records = sorted(epochs + steps, key=where)
+    return records, [where(r) for r in records]
 
 
 class OutputsHook(Hook):
@@ -20,8 +30,11 @@ class OutputsHook(Hook):
     def after_epoch(self, s, stats):
         out = s.out_dir
         atomic_write_text(out / "genotypes.jsonl", "".join(json.dumps(g) + "\n" for g in s.genotype_history))
+        edges = s.space.edges()
         atomic_write_text(out / "alpha_history.json", json.dumps(
-            {"primitives": list(s.space.primitives), "edges": s.space.edges(), "epochs": s.alpha_history}))
+            {"primitives": list(s.space.primitives), "edges": edges,
+             "edge_names": [edge_name(j, node) for j, node in edges], "steps_per_epoch": s.steps_per_epoch,
+             "epochs": s.alpha_history, "steps": s.alpha_steps}))
 
     def after_run(self, s):
         if not s.finished:
@@ -33,10 +46,11 @@ class OutputsHook(Hook):
         plot_cell(genotype.reduce, genotype.reduce_concat, out / "reduction_cell.png", "reduction cell")
         edges = s.space.edges()
         prims = list(s.space.primitives)
-        plot_alpha_history([h["normal"] for h in s.alpha_history], prims, edges, out / "alphas_normal.png",
-                           "normal cell: softmax(alpha) per edge")
-        plot_alpha_history([h["reduce"] for h in s.alpha_history], prims, edges, out / "alphas_reduce.png",
-                           "reduction cell: softmax(alpha) per edge")
+        records, x = alpha_series(s.alpha_history, s.alpha_steps, s.steps_per_epoch)
+        plot_alpha_history([h["normal"] for h in records], prims, edges, out / "alphas_normal.png",
+                           "normal cell: softmax(alpha) per edge", x)
+        plot_alpha_history([h["reduce"] for h in records], prims, edges, out / "alphas_reduce.png",
+                           "reduction cell: softmax(alpha) per edge", x)
         atomic_write_text(out / "summary.json", json.dumps(s.summary(), indent=2) + "\n")
 
 

@@ -18,6 +18,7 @@ from unnas.engine import (Checkpointer, CheckpointHook, EvalHook, Hook, LoopBase
 from unnas.engine.evaluation import evaluate
 from unnas.tasks import build_task
 from unnas.utils import distributed as du
+from unnas.utils.cell_layout import state_name
 
 from .build import build_search
 
@@ -27,6 +28,11 @@ log = logging.getLogger("unnas.search")
 _W_AUG, _A_AUG, _W_TASK, _A_TASK, _EVAL = range(5)
 
 __all__ = ["Searcher", "Hook", "NonFiniteLossError"]
+
+
+def _tag(state: int) -> str:
+    """A cell state in a TensorBoard tag: ck-2, ck-1, node1, ... (the names of the pictures)."""
+    return state_name(state).replace("c_{", "c").replace("}", "").replace(" ", "")
 
 
 class Searcher(LoopBase):
@@ -77,7 +83,8 @@ class Searcher(LoopBase):
         self.meter = self.task.new_meter()
         self.arch_loss_sum = 0.0
         self.arch_steps = 0
-        self.alpha_history: list[dict] = []
+        self.alpha_history: list[dict] = []   # softmax(alpha) after every epoch
+        self.alpha_steps: list[dict] = []     # ... and every SEARCH.ALPHA_LOG_STEPS steps in between
         self.genotype_history: list[dict] = []
         self.epoch_stats: list[dict] = []
 
@@ -112,7 +119,8 @@ class Searcher(LoopBase):
             "model": self.model.state_dict(), "arch": self.arch.state_dict(),
             "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(), **self.counters(),
             "meter": self.meter.state(), "arch_loss_sum": self.arch_loss_sum, "arch_steps": self.arch_steps,
-            "alpha_history": self.alpha_history, "genotype_history": self.genotype_history,
+            "alpha_history": self.alpha_history, "alpha_steps": self.alpha_steps,
+            "genotype_history": self.genotype_history,
             "epoch_stats": self.epoch_stats, "hooks": self.hook_states(), "cfg": self.cfg.dump(),
             "rng_cpu": torch.get_rng_state(),
         }
@@ -126,6 +134,7 @@ class Searcher(LoopBase):
         self.meter.load_state(state["meter"])
         self.arch_loss_sum, self.arch_steps = state["arch_loss_sum"], state["arch_steps"]
         self.alpha_history = state["alpha_history"]
+        self.alpha_steps = state.get("alpha_steps", [])
         self.genotype_history = state["genotype_history"]
         self.epoch_stats = state["epoch_stats"]
         self.load_hook_states(state.get("hooks", {}))
@@ -199,6 +208,9 @@ class Searcher(LoopBase):
         if arch_loss is not None:
             self.arch_loss_sum += arch_loss
             self.arch_steps += 1
+        every, done = self.cfg.SEARCH.ALPHA_LOG_STEPS, self.global_step + 1
+        if every and done % every == 0 and step + 1 < self.steps_per_epoch:   # the epoch's end has its own record
+            self.alpha_steps.append(self.alpha_record(epoch, step + 1, done))
         return {"epoch": epoch, "step": step, "global_step": self.global_step + 1, "lr": lr,
                 "loss": loss_f, "arch_loss": arch_loss}
 
@@ -212,12 +224,8 @@ class Searcher(LoopBase):
 
     def record_epoch(self, stats: dict) -> None:
         epoch = stats["epoch"]
-        w = self.arch.weights()
         genotype = self.space.derive(self.arch)
-        record = {"epoch": epoch, "normal": w.normal.tolist(), "reduce": w.reduce.tolist()}
-        if w.normal_edges is not None:     # PC-DARTS edge weights (softmax over each node's inputs)
-            record.update(normal_edges=w.normal_edges.tolist(), reduce_edges=w.reduce_edges.tolist())
-        self.alpha_history.append(record)
+        self.alpha_history.append(self.alpha_record(epoch, self.steps_per_epoch, self.global_step))
         self.genotype_history.append({"epoch": epoch, "genotype": genotype.to_dict(), "repr": repr(genotype)})
         stats["genotype"] = repr(genotype)
         self.epoch_stats.append(stats)
@@ -229,15 +237,25 @@ class Searcher(LoopBase):
                  stats["train_loss"], p, stats.get("train_" + p, float("nan")), ev, stats["epoch_seconds"],
                  stats["genotype"])
 
+    def alpha_record(self, epoch: int, step: int, global_step: int) -> dict:
+        """softmax(alpha) per edge and op now, after ``step`` steps of ``epoch`` (``global_step`` in all)."""
+        w = self.arch.weights()
+        record = {"epoch": epoch, "step": step, "global_step": global_step,
+                  "normal": w.normal.tolist(), "reduce": w.reduce.tolist()}
+        if w.normal_edges is not None:     # PC-DARTS edge weights (softmax over each node's inputs)
+            record.update(normal_edges=w.normal_edges.tolist(), reduce_edges=w.reduce_edges.tolist())
+        return record
+
     def write_tensorboard(self, writer, stats: dict) -> None:
         """Alphas (and PC-DARTS betas) per edge and op, and the derived genotype."""
         last, step = self.alpha_history[-1], self.global_step
         for cell in ("normal", "reduce"):
             for e, (j, node) in enumerate(self.space.edges()):
+                name = f"edge{e:02d}_{_tag(j)}_to_{_tag(node)}"      # e.g. edge04_node1_to_node2
                 for op, value in zip(self.space.primitives, last[cell][e]):
-                    writer.add_scalar(f"alpha_{cell}/edge{e:02d}_{j}to{node - 2}/{op}", value, step)
+                    writer.add_scalar(f"alpha_{cell}/{name}/{op}", value, step)
                 if f"{cell}_edges" in last:
-                    writer.add_scalar(f"beta_{cell}/edge{e:02d}_{j}to{node - 2}", last[f"{cell}_edges"][e], step)
+                    writer.add_scalar(f"beta_{cell}/{name}", last[f"{cell}_edges"][e], step)
         writer.add_text("genotype", stats["genotype"], step)
 
     def summary(self) -> dict:

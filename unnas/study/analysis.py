@@ -3,11 +3,15 @@
 Per architecture and task, the metric (``best``: the best evaluated epoch's test metric, as the
 paper's ``min_test_top1``; or ``final``) is averaged over the seeds present. For each task against
 the supervised reference: Spearman rho, Kendall tau (tau-b) and Pearson r over the architectures
-present for both (the intersection), with seeded percentile-bootstrap 95% intervals over
-architectures. Also: a task-vs-task Spearman matrix, and, for a task with >= 2 seeds, the mean
-Spearman rho between its seeds (the noise ceiling: two runs of the same task agree this well).
+present for both (the intersection), with seeded paired-bootstrap 95% intervals over
+architectures (``scipy.stats.bootstrap``: BCa, percentile where BCa cannot be computed; NaN and a
+logged warning where the data cannot support an interval, see :func:`correlations`), and a flag
+for saturated tasks (see :func:`saturation`). Also: a task-vs-task Spearman matrix, and, for a task
+with >= 2 seeds, the mean Spearman rho between its seeds (the noise ceiling: two runs of the same
+task agree this well).
 
-Outputs in ``RUN_DIR/analysis/``: ``correlations.{md,csv,json}``, ``task_matrix.csv``,
+Outputs in ``RUN_DIR/analysis/`` (``analysis_final/`` for the ``final`` metric, see
+:func:`analysis_dirname`): ``correlations.{md,csv,json}``, ``task_matrix.csv``,
 ``archs.csv`` (per-architecture means), ``scatter.png`` (x = supervised accuracy, one panel per
 task, rho in the legend, a robust Theil-Sen regression line).
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -26,6 +31,8 @@ from scipy import stats
 from unnas.config import ConfigError
 
 from .archs import Arch, genotype_key, parse_genotype_key
+
+log = logging.getLogger("unnas.study")
 
 
 # ---- statistics ----------------------------------------------------------------------------------
@@ -42,29 +49,140 @@ def _corr(kind: str, x: np.ndarray, y: np.ndarray) -> float:
 
 
 KINDS = ("spearman", "kendall", "pearson")
+MIN_ARCHS_CI = 5             # fewer architectures than this: no bootstrap interval (n/a)
+SATURATION_POINTS = 0.5      # "within a hair of the best": this many points of the metric (percent)
+SATURATION_FRACTION = 0.75   # ... for at least this fraction of the architectures
+_KENDALL_MATRIX_N = 100      # up to this many archs, Kendall's tau of all resamples at once from sign matrices
+_BATCH_CELLS = 4_000_000     # resamples x n x n sign-matrix entries per batch (a memory bound)
+
+
+def _pearson_last(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    xc = x - x.mean(axis=-1, keepdims=True)
+    yc = y - y.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (xc * yc).sum(-1) / np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
+    return np.clip(r, -1.0, 1.0)
+
+
+def _three(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """(Spearman rho, Kendall tau-b, Pearson r) along ``axis``, vectorised over the other axes (the
+    bootstrap's resamples); NaN where a resample's x or y is constant (the correlation is undefined)."""
+    x, y = np.moveaxis(np.asarray(x, float), axis, -1), np.moveaxis(np.asarray(y, float), axis, -1)
+    undefined = (np.ptp(x, axis=-1) == 0) | (np.ptp(y, axis=-1) == 0)
+    rho = _pearson_last(stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1))
+    if x.shape[-1] <= _KENDALL_MATRIX_N:   # tau-b from the pairs' sign matrices: fast for small n
+        sx = np.sign(x[..., :, None] - x[..., None, :])
+        sy = np.sign(y[..., :, None] - y[..., None, :])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tau = (sx * sy).sum((-2, -1)) / np.sqrt((sx * sx).sum((-2, -1)) * (sy * sy).sum((-2, -1)))
+    else:                                  # O(n log n) per resample
+        xf, yf = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tau = np.array([stats.kendalltau(a, b)[0] for a, b in zip(xf, yf)]).reshape(x.shape[:-1])
+    out = np.stack([rho, np.clip(tau, -1.0, 1.0), _pearson_last(x, y)])
+    out[:, undefined] = np.nan
+    return out
 
 
 def correlations(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, seed: int = 0) -> dict:
-    """rho, tau, r with bootstrap 95% percentile intervals (resampling pairs); NaN when undefined."""
+    """rho, tau, r with paired bootstrap 95% intervals over architectures; NaN when undefined.
+
+    Intervals come from ``scipy.stats.bootstrap`` (``paired=True``, ``n_boot`` resamples, the
+    generator seeded with ``seed``): BCa, or the percentile interval of the same resamples where
+    BCa cannot be computed (``ci_method[kind]`` says which). No interval (NaN, and ``ci_note``
+    says why) when the data cannot support one: fewer than :data:`MIN_ARCHS_CI` architectures,
+    constant accuracies, resamples whose correlation is undefined (all of a resample's archs tie),
+    or a bootstrap distribution with a single value (a zero-width interval would claim certainty).
+    """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    out = {"n": int(len(x))}
+    n = int(len(x))
+    out: dict = {"n": n}
     for k in KINDS:
         out[k] = _corr(k, x, y)
-    if n_boot and len(x) >= 3:
-        rng = np.random.default_rng(seed)
-        boots = {k: np.empty(n_boot) for k in KINDS}
-        idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-        for b in range(n_boot):
-            xb, yb = x[idx[b]], y[idx[b]]
-            for k in KINDS:
-                boots[k][b] = _corr(k, xb, yb)
-        for k in KINDS:
-            v = boots[k][np.isfinite(boots[k])]
-            out[f"{k}_ci"] = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else [math.nan, math.nan]
+    for k in KINDS:
+        out[f"{k}_ci"] = [math.nan, math.nan]
+    methods: dict = {k: None for k in KINDS}
+    note = None
+    if not n_boot:
+        note = "bootstrap off (0 resamples)"
+    elif n < MIN_ARCHS_CI:
+        note = f"too few architectures ({n} < {MIN_ARCHS_CI})"
+    elif np.ptp(x) == 0 or np.ptp(y) == 0:
+        note = "constant accuracies (" + ("reference" if np.ptp(x) == 0 else "task") + ")"
     else:
-        for k in KINDS:
-            out[f"{k}_ci"] = [math.nan, math.nan]
+        note = _bootstrap_into(out, methods, x, y, int(n_boot), seed)
+    out["ci_method"] = methods
+    out["ci_note"] = note
     return out
+
+
+def _bootstrap_into(out: dict, methods: dict, x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> str | None:
+    """Fill ``out[kind_ci]`` from ``scipy.stats.bootstrap``; returns why an interval is missing (or None)."""
+    import warnings
+
+    batch = max(1, _BATCH_CELLS // (len(x) * len(x)))
+    kw = dict(paired=True, vectorized=True, batch=batch, confidence_level=0.95)
+    with warnings.catch_warnings():   # BCa's DegenerateDataWarning and NaN arithmetic: handled below
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((x, y), _three, n_resamples=n_boot, method="BCa", rng=np.random.default_rng(seed), **kw)
+        dist = res.bootstrap_distribution
+        bad = int(np.isnan(dist).any(axis=0).sum())
+        if bad:
+            return (f"degenerate resamples ({bad} of {n_boot} draw only architectures with tied accuracies, "
+                    "so their correlation is undefined)")
+        lo, hi = np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            pct = stats.bootstrap((x, y), _three, n_resamples=0, method="percentile", bootstrap_result=res,
+                                  rng=np.random.default_rng(seed), **kw)
+            plo, phi = np.asarray(pct.confidence_interval.low), np.asarray(pct.confidence_interval.high)
+    single = []
+    for i, k in enumerate(KINDS):
+        if np.ptp(dist[i]) == 0:
+            single.append(k)
+            continue
+        if np.isfinite(lo[i]) and np.isfinite(hi[i]):
+            out[f"{k}_ci"], methods[k] = [float(lo[i]), float(hi[i])], "BCa"
+        else:
+            out[f"{k}_ci"], methods[k] = [float(plo[i]), float(phi[i])], "percentile"
+    if single:
+        return f"every resample gives the same {'/'.join(single)} (no spread to make an interval from)"
+    return None
+
+
+def saturation(values: Mapping[str, float], seeds: Mapping | None = None) -> dict:
+    """Whether a task's accuracies are saturated (too close together to rank architectures).
+
+    Saturated when at least :data:`SATURATION_FRACTION` of the architectures score within
+    :data:`SATURATION_POINTS` points of the best one, or, with >= 2 seeds, when the spread of the
+    per-architecture means (their standard deviation) is below the seed noise of such a mean
+    (the pooled within-architecture seed standard deviation / sqrt(mean seeds per architecture)).
+    """
+    v = np.array(list(values.values()), dtype=float)
+    info: dict = {"saturated": False, "reason": None, "n": int(len(v))}
+    if len(v) < 2:
+        return info
+    top = float(v.max())
+    near = float(np.mean(top - v <= SATURATION_POINTS))
+    spread = float(np.std(v, ddof=1))
+    info.update({"max": top, "near_max_fraction": near, "spread": spread, "seed_noise": None})
+    if seeds and len(seeds) >= 2:
+        per_arch: dict = {}
+        for vals in seeds.values():
+            for a, x in vals.items():
+                if a in values:
+                    per_arch.setdefault(a, []).append(x)
+        var = [np.var(xs, ddof=1) for xs in per_arch.values() if len(xs) >= 2]
+        if var:
+            k = float(np.mean([len(xs) for xs in per_arch.values()]))
+            info["seed_noise"] = float(math.sqrt(np.mean(var)) / math.sqrt(k))
+    reasons = []
+    if near >= SATURATION_FRACTION:
+        reasons.append(f"{near:.0%} of archs within {SATURATION_POINTS:g} points of the best {top:.2f}")
+    if info["seed_noise"] is not None and spread < info["seed_noise"]:
+        reasons.append(f"spread {spread:.2f} below the seed noise {info['seed_noise']:.2f}")
+    if reasons:
+        info["saturated"], info["reason"] = True, "; ".join(reasons)
+    return info
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -172,6 +290,18 @@ def analyze_values(means: Mapping[str, Mapping[str, float]], by_seed: Mapping, r
         y = [means[t][a] for a in common]
         rows.append({"task": t, "reference": reference, **correlations(x, y, n_boot, seed),
                      "seeds": len(by_seed.get(t, {})), "mean": float(np.mean(y)) if y else math.nan})
+    saturated = {t: saturation(v, by_seed.get(t)) for t, v in means.items()}
+    warn_lines = []
+    for r in rows:
+        r["saturated"] = saturated[r["task"]]["saturated"]
+        r["reference_saturated"] = saturated[reference]["saturated"]
+        if r["ci_note"] and n_boot:
+            warn_lines.append(f"{r['task']} vs {reference}: no 95% interval: {r['ci_note']}")
+    for t, info in saturated.items():
+        if info["saturated"]:
+            warn_lines.append(f"{t} is saturated ({info['reason']}): its ranking of the architectures is mostly noise")
+    for w in warn_lines:
+        log.warning("%s", w)
     all_tasks = [reference] + tasks
     matrix = {}
     for a in all_tasks:
@@ -195,7 +325,7 @@ def analyze_values(means: Mapping[str, Mapping[str, float]], by_seed: Mapping, r
         vals = [p["spearman"] for p in pairs if math.isfinite(p["spearman"])]
         ceiling[t] = {"mean_spearman": float(np.mean(vals)) if vals else math.nan, "pairs": pairs}
     return {"reference": reference, "rows": rows, "matrix": matrix, "seed_ceiling": ceiling,
-            "n_archs": {t: len(v) for t, v in means.items()}}
+            "n_archs": {t: len(v) for t, v in means.items()}, "saturation": saturated, "warnings": warn_lines}
 
 
 def _f(x, nd=2) -> str:
@@ -203,22 +333,50 @@ def _f(x, nd=2) -> str:
 
 
 def _ci(c) -> str:
-    return f"[{_f(c[0])}, {_f(c[1])}]"
+    return "[n/a]" if not (math.isfinite(c[0]) and math.isfinite(c[1])) else f"[{_f(c[0])}, {_f(c[1])}]"
+
+
+def _sat_flag(r: dict) -> str:
+    flags = (["yes"] if r.get("saturated") else []) + (["ref"] if r.get("reference_saturated") else [])
+    return ", ".join(flags) or "no"
+
+
+def _ci_methods(r: dict) -> str:
+    m = {k: v for k, v in r.get("ci_method", {}).items() if v}
+    if not m:
+        return ""
+    if len(set(m.values())) == 1 and len(m) == len(KINDS):
+        return next(iter(m.values()))
+    return ", ".join(f"{k} {v}" for k, v in m.items())
 
 
 def format_table(summary: dict) -> str:
-    """The main table in Markdown."""
+    """The main table in Markdown: a CI reads ``[n/a]`` where the data cannot support one (the
+    notes column says why); ``saturated``: yes (this task), ref (the reference), no."""
     ref = summary["reference"]
     ceil = summary["seed_ceiling"]
-    lines = [f"| task vs {ref} | archs | seeds | Spearman ρ (95% CI) | Kendall τ (95% CI) | Pearson r (95% CI) | seed-seed ρ |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| task vs {ref} | archs | seeds | Spearman ρ (95% CI) | Kendall τ (95% CI) | Pearson r (95% CI) | seed-seed ρ "
+             "| saturated | notes |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         c = ceil.get(r["task"], {}).get("mean_spearman")
+        note = f"CI n/a: {r['ci_note']}" if r.get("ci_note") else ""
         lines.append(f"| {r['task']} | {r['n']} | {r['seeds']} | {_f(r['spearman'])} {_ci(r['spearman_ci'])} | "
                      f"{_f(r['kendall'])} {_ci(r['kendall_ci'])} | {_f(r['pearson'])} {_ci(r['pearson_ci'])} | "
-                     f"{_f(c) if c is not None else '-'} |")
+                     f"{_f(c) if c is not None else '-'} | {_sat_flag(r)} | {note} |")
     if ref in ceil:
         lines.append(f"\nSeed-to-seed ρ of the reference {ref}: {_f(ceil[ref]['mean_spearman'])}.")
+    boot = summary.get("bootstrap") or {}
+    if boot.get("resamples"):
+        lines.append(f"\n95% CIs: paired bootstrap over architectures (scipy.stats.bootstrap, {boot['resamples']} "
+                     f"resamples, seed {boot.get('seed', 0)}), BCa, or percentile where BCa cannot be computed; "
+                     f"n/a with fewer than {MIN_ARCHS_CI} architectures, constant accuracies, or resamples whose "
+                     "correlation is undefined.")
+    sat = {t: i for t, i in summary.get("saturation", {}).items() if i.get("saturated")}
+    if sat:
+        lines.append(f"\nSaturated (>= {SATURATION_FRACTION:.0%} of archs within {SATURATION_POINTS:g} points of the "
+                     "best, or a spread of the arch means below their seed noise): "
+                     + "; ".join(f"{t} ({i['reason']})" for t, i in sat.items()) + ".")
     tasks = list(summary["matrix"])
     lines += ["", "Spearman ρ between tasks:", "", "| | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for a in tasks:
@@ -230,11 +388,13 @@ def _csv(summary: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["task", "reference", "n_archs", "seeds", "spearman", "spearman_lo", "spearman_hi", "kendall",
-                "kendall_lo", "kendall_hi", "pearson", "pearson_lo", "pearson_hi", "seed_seed_spearman"])
+                "kendall_lo", "kendall_hi", "pearson", "pearson_lo", "pearson_hi", "seed_seed_spearman",
+                "ci_method", "saturated", "reference_saturated", "ci_note"])
     for r in summary["rows"]:
         c = summary["seed_ceiling"].get(r["task"], {}).get("mean_spearman", "")
         w.writerow([r["task"], r["reference"], r["n"], r["seeds"], r["spearman"], *r["spearman_ci"], r["kendall"],
-                    *r["kendall_ci"], r["pearson"], *r["pearson_ci"], c])
+                    *r["kendall_ci"], r["pearson"], *r["pearson_ci"], c, _ci_methods(r), int(bool(r.get("saturated"))),
+                    int(bool(r.get("reference_saturated"))), r.get("ci_note") or ""])
     return buf.getvalue()
 
 
@@ -264,12 +424,19 @@ def scatter_plot(means: Mapping, summary: dict, path: Path, metric_names: Mappin
         ax.set_xlabel(f"{ref} accuracy (%)" if ref not in names else names[ref])
         ax.set_ylabel(f"{t} accuracy (%)" if t not in names else names[t])
         ax.set_title(f"{t} vs {ref}")
-        ax.legend(loc="lower right", fontsize=11)
+        # below the axes, never over the points
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=11, frameon=False)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def analysis_dirname(metric: str = "best") -> str:
+    """``analysis`` for the ``best`` metric (the default), ``analysis_<metric>`` for another, so that
+    analysing ``final`` writes beside the ``best`` analysis instead of over it."""
+    return "analysis" if metric == "best" else f"analysis_{metric}"
 
 
 def analyze_run(run_dir, reference: str = "cls", metric: str = "best", supervised_table: str | None = None,
@@ -301,8 +468,10 @@ def analyze_run(run_dir, reference: str = "cls", metric: str = "best", supervise
         raise ConfigError(f"{run_dir}: no finished jobs yet ({counts['done']}/{counts['total']} done)")
     summary = analyze_values(means, by_seed, reference, n_boot, seed)
     summary.update({"metric": metric, "jobs": counts, "supervised_table": supervised_table or None,
-                    "bootstrap": {"resamples": n_boot, "seed": seed}})
-    out = Path(out_dir) if out_dir else run_dir / "analysis"
+                    "bootstrap": {"resamples": n_boot, "seed": seed, "method": "scipy.stats.bootstrap paired BCa "
+                                  "(percentile where BCa cannot be computed)", "min_archs": MIN_ARCHS_CI},
+                    "saturation_rule": {"points": SATURATION_POINTS, "fraction": SATURATION_FRACTION}})
+    out = Path(out_dir) if out_dir else run_dir / analysis_dirname(metric)
     out.mkdir(parents=True, exist_ok=True)
     table_md = format_table(summary)
     atomic_write_text(out / "correlations.md", table_md)

@@ -6,9 +6,10 @@ Formats read by :func:`load_archs`:
   ``darts_cifar10_500.json``: ``{"space": ..., "archs": [{"id", "normal", "normal_concat",
   "reduce", "reduce_concat"}, ...]}`` (a bare list of such entries, or of ``{"id", "genotype"}``,
   is accepted too);
-* a directory of UnNAS sample-based configs (``ID.yaml`` with ``NAS.CUSTOM_GENOTYPE``; the file
-  stem is the id, searched recursively so ``configs/sample_based/darts/cifar10/cls`` or its
-  parent both work; the same id found twice must hold the same genotype);
+* a directory of UnNAS sample-based configs (``ID.yaml`` with ``NAS.CUSTOM_GENOTYPE``; eval-phase
+  configs naming a release genotype in ``NAS.GENOTYPE`` work too; the file stem is the id, searched
+  recursively so ``configs/sample_based/darts/cifar10/cls`` or its parent both work; the same id
+  found twice must hold the same genotype);
 * a text file with one genotype per line (JSON or a DARTS ``Genotype(...)`` string), ids a0000...
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from search_spaces.darts.genotype import Genotype, GenotypeError
+from search_spaces.darts.zoo import release_genotype
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -101,13 +103,9 @@ def _load_yaml_dir(path: Path) -> list[Arch]:
             from unnas.config import yaml_problem
             why = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else exc.strerror or exc
             raise GenotypeError(f"{f}: cannot read YAML ({why}); fix or remove the file") from None
-        custom = (doc or {}).get("NAS", {}).get("CUSTOM_GENOTYPE") if isinstance(doc, dict) else None
-        if not custom:
+        if not isinstance(doc, dict):
             raise GenotypeError(f"{f}: no NAS.CUSTOM_GENOTYPE; expected an UnNAS sample-based config")
-        try:
-            archs.append(Arch(f.stem, Genotype.from_unnas_list(custom)))
-        except GenotypeError as exc:
-            raise GenotypeError(f"{f}: {exc}") from None
+        archs.append(Arch(f.stem, release_genotype(doc, str(f))))   # NAS.CUSTOM_GENOTYPE or a NAS.GENOTYPE name
     return _check_ids(archs, str(path))
 
 

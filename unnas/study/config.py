@@ -152,6 +152,30 @@ def fingerprint(cfg: CN) -> str:
     return hashlib.sha1(repr(_sorted(d)).encode()).hexdigest()[:16]
 
 
+def _trains(key: str) -> bool:
+    """Whether a leaf key is part of the fingerprint (changes what a job trains)."""
+    if key == "STUDY.TRAINER":
+        return True
+    parts = key.split(".")
+    return not any(".".join(parts[:i]) in _NON_TRAINING for i in range(1, len(parts) + 1))
+
+
+def describe_training_change(stored: str, cfg: CN) -> str:
+    """The training keys that differ between a study's stored config (YAML) and ``cfg``, as
+    ``KEY old -> new`` items on one line (what makes the fingerprints differ)."""
+    from unnas.config import config_diff
+
+    old = study_defaults()
+    try:
+        old.merge_from_other_cfg(CN.load_cfg(stored))
+    except Exception:   # a stored config from another version: say so instead of a diff
+        return "its stored config cannot be compared with this version's keys"
+    diff = {k: v for k, v in config_diff(old, cfg).items() if _trains(k)}
+    if not diff:
+        return "no key differs; the store was made by another version of the fingerprint"
+    return ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
+
+
 def _sorted(d):
     if isinstance(d, dict):
         return tuple((k, _sorted(d[k])) for k in sorted(d))

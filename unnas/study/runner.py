@@ -27,7 +27,7 @@ from typing import Callable
 from unnas.config import ConfigError, save_cfg
 
 from .archs import Arch, load_archs, save_archs
-from .config import fingerprint, job_cfg
+from .config import describe_training_change, fingerprint, job_cfg
 from .jobs import Job, make_jobs
 from .sampling import sample_archs
 from .store import Store
@@ -64,7 +64,8 @@ def prepare_study(cfg, run_dir, archs: list[Arch] | None = None) -> tuple[Store,
     archs = resolve_archs(cfg) if archs is None else archs
     store = open_store(run_dir, cfg)
     jobs = make_jobs([a.id for a in archs], list(cfg.STUDY.TASKS), list(cfg.STUDY.SEEDS))
-    new = store.init_study(archs, jobs, cfg.dump(), fingerprint(cfg))
+    new = store.init_study(archs, jobs, cfg.dump(), fingerprint(cfg),
+                           lambda stored: describe_training_change(stored, cfg))
     save_archs(store.archs(), run_dir / "archs.json", space=cfg.MODEL.SPACE, source=f"study {run_dir.name}")
     save_cfg(cfg, run_dir / "config.yaml")
     return store, new
@@ -306,12 +307,12 @@ def _spawned_worker(cfg_yaml: str, run_dir: str, trainer, label: str, shard, thr
 
 
 def threads_per_worker(cfg, workers: int) -> int:
-    """``NUM_THREADS`` (study default 1; 0 = torch's default): a study is many small independent jobs,
-    so processes (``--workers``, one per core) scale better than intra-op threads, and threads on a
-    busy machine oversubscribe the cores (measured: one job 2 s with 1 thread, 50 s with 2 threads
-    on 2 cores at load 5)."""
-    import torch
-    return int(cfg.NUM_THREADS) if cfg.NUM_THREADS > 0 else torch.get_num_threads()
+    """``NUM_THREADS`` (study default 1; 0 = the free cores shared among the workers): a study is
+    many small independent jobs, so processes (``--workers``, one per core) scale better than
+    intra-op threads, and threads on a busy machine oversubscribe the cores (measured: one job 2 s
+    with 1 thread, 50 s with 2 threads on 2 cores at load 5)."""
+    from unnas.engine.setup import auto_threads
+    return int(cfg.NUM_THREADS) if cfg.NUM_THREADS > 0 else max(1, auto_threads() // max(workers, 1))
 
 
 def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait: bool = False,

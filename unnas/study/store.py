@@ -28,7 +28,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from unnas.config import ConfigError
 
@@ -109,17 +109,24 @@ class Store:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    def init_study(self, archs: Sequence[Arch], jobs: Iterable[Job], config: str, fingerprint: str) -> int:
+    def init_study(self, archs: Sequence[Arch], jobs: Iterable[Job], config: str, fingerprint: str,
+                   describe_change: Callable[[str], str] | None = None) -> int:
         """Register archs and jobs (idempotent; safe when several workers start at once).
 
         Returns the number of new jobs. Raises :class:`StoreError` if the store already holds a
-        study trained with another config, or an id bound to another genotype.
+        study trained with another config (``describe_change(stored config YAML)``, when given,
+        names what differs in the message), or an id bound to another genotype.
         """
         with self.transaction() as db:
             old = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
             if old and old[0] != fingerprint:
+                what = ""
+                if describe_change is not None:
+                    stored = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+                    what = describe_change(stored[0] if stored else "")
                 raise StoreError(f"{self.path} holds a study trained with a different configuration (model, data or "
-                                 "training recipe); use a new --out, or the same settings to extend or resume it")
+                                 f"training recipe){': ' + what if what else ''}; use a new --out, or the same "
+                                 "settings to extend or resume it")
             if not old:
                 db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                                [("schema_version", SCHEMA_VERSION), ("fingerprint", fingerprint),

@@ -6,6 +6,8 @@ segmentation) live in ``experiments/train/``.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from fvcore.common.config import CfgNode as CN
 
 from unnas.config import ConfigError, add_data_cfg, add_task_cfg, check
@@ -55,13 +57,37 @@ def train_defaults() -> CN:
 
     cfg.AMP = "none"                 # none | bf16 | fp16 (fp16 uses a GradScaler; CUDA only)
     cfg.CHANNELS_LAST = False
-    cfg.OUT_DIR = "runs/train"
+    cfg.OUT_DIR = ""                 # run directory; "" = runs/train/<genotype>_<task>_<dataset>[_N] (see run_dir)
     cfg.SEED = 1
     cfg.DEVICE = "auto"              # auto | cpu | cuda | cuda:N
-    cfg.NUM_THREADS = 0              # CPU threads for torch (0 = torch's default); 1 is fastest on a busy machine
+    cfg.NUM_THREADS = 0              # CPU threads for torch (0 = auto: the cores not busy with other work, see engine.setup.auto_threads)
     cfg.LOG_PERIOD = 20              # steps between JSON-lines / TensorBoard step scalars
     cfg.DETERMINISTIC = True         # torch.use_deterministic_algorithms where the backend allows
     return cfg
+
+
+def _genotype_label(spec: str) -> str:
+    """A short name for a genotype setting: the zoo name, a file's stem, else 'custom'."""
+    spec = str(spec).strip()
+    if "(" in spec or "{" in spec or "[" in spec or len(spec) > 80:
+        return "custom"
+    name = Path(spec).stem if ("/" in spec or spec.endswith((".json", ".yaml", ".yml", ".txt"))) else spec
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "custom"
+
+
+def run_dir(cfg: CN, resume: bool = False) -> Path:
+    """``OUT_DIR``, or when it is empty ``runs/train/<genotype>_<task>_<dataset>`` (prefixed ``probe_``
+    or ``finetune_`` for runs from TRAIN.INIT_FROM), numbered ``_2``, ``_3``, ... when that one
+    already holds a training run (``resume``: the latest that does)."""
+    if cfg.OUT_DIR:
+        return Path(cfg.OUT_DIR)
+    from unnas.engine.rundir import numbered_run_dir
+    from unnas.tasks import canonical_task_name
+    what = _genotype_label(cfg.MODEL.GENOTYPE)
+    if cfg.TRAIN.INIT_FROM:   # the network comes from the checkpoint: name the run it comes from
+        what = f"{'probe' if cfg.TRAIN.LINEAR_PROBE else 'finetune'}_{Path(cfg.TRAIN.INIT_FROM).resolve().parent.name}"
+    name = f"{what}_{canonical_task_name(cfg.TASK.NAME)}_{cfg.DATA.DATASET}"
+    return numbered_run_dir("runs/train", name, "checkpoint_last.pt", resume)
 
 
 # Keys that --resume may change: they do not alter what the finished epochs computed.
@@ -102,7 +128,7 @@ def validate_train_cfg(cfg: CN) -> None:
     check(cfg.AMP in ("none", "bf16", "fp16"), f"AMP must be none, bf16 or fp16, got {cfg.AMP!r}")
     check(cfg.DATA.MAX_TRAIN >= 0 and cfg.DATA.MAX_TEST >= 0, "DATA.MAX_TRAIN/MAX_TEST must be >= 0")
     check(cfg.LOG_PERIOD >= 1, "LOG_PERIOD must be >= 1")
-    check(cfg.NUM_THREADS >= 0, "NUM_THREADS must be >= 0 (0 = torch's default)")
+    check(cfg.NUM_THREADS >= 0, "NUM_THREADS must be >= 0 (0 = auto)")
     check(bool(str(cfg.MODEL.GENOTYPE).strip()) or bool(cfg.TRAIN.INIT_FROM),
           "MODEL.GENOTYPE is empty; give a zoo name (e.g. DARTS_V2), a genotype file or a Genotype(...) string")
     try:

@@ -48,7 +48,7 @@ def not_a_training_checkpoint(path, state: dict) -> DataError:
 
 
 def _zoo_width(spec, stem: str, single_reduction: bool) -> int:
-    name = zoo.canonical_name(spec) if isinstance(spec, str) else None
+    name = zoo.genotype_name(spec)   # a zoo name, or a release YAML naming one
     kind = "cifar10" if stem == "cifar" else ("cityscapes" if single_reduction else "imagenet")
     width = zoo.eval_width(name, kind) if name else None
     if not width:

@@ -3,11 +3,15 @@ and :func:`evaluate_checkpoint`. ``tools/train.py`` is a thin CLI over both."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from unnas.config import merge_overrides, save_cfg
 from unnas.engine import Hook, load_checkpoint
 
+from .config import run_dir
 from .network import not_a_training_checkpoint
 from .trainer import LAST, Trainer
 
@@ -21,7 +25,8 @@ def train(cfg, genotype=None, out_dir=None, progress: bool = True, resume: bool 
     Args:
       cfg: a (frozen) config from ``load_cfg(train_defaults(), ...)``.
       genotype: a :class:`Genotype`, zoo name, file or ``Genotype(...)`` string; None = ``cfg.MODEL.GENOTYPE``.
-      out_dir: run directory (None = ``cfg.OUT_DIR``); checkpoints, metrics.jsonl, tb/, summary.json.
+      out_dir: run directory (None = :func:`unnas.train.config.run_dir`: ``cfg.OUT_DIR``, or an automatic
+        ``runs/train/...`` one); checkpoints, metrics.jsonl, tb/, summary.json.
       progress: progress with ETA on stderr (a tqdm bar on a terminal, plain lines otherwise).
       resume: continue from ``out_dir/checkpoint_last.pt`` when it exists (exact: same weights and
         metrics as an uninterrupted run).
@@ -44,7 +49,7 @@ def train(cfg, genotype=None, out_dir=None, progress: bool = True, resume: bool 
       ``task``, ``genotype`` (dict), ``genotype_repr``, ``width``, ``depth``, ``stem``, ``linear_probe``,
       ``init_from``, ``world_size``, ``device``, ``out_dir``, ``checkpoint_last``, ``checkpoint_best``.
     """
-    out = Path(out_dir if out_dir is not None else cfg.OUT_DIR)
+    out = Path(out_dir) if out_dir is not None else run_dir(cfg, resume)
     trainer = Trainer(cfg, out, genotype=genotype, progress=progress, tensorboard=tensorboard,
                       meta=_resume_meta(out) if resume else None, hooks=hooks)
     if resume:
@@ -62,6 +67,62 @@ def _resume_meta(out: Path):
     if not path.exists():
         return None
     return load_checkpoint(path)["meta"]
+
+
+@dataclass
+class LoadedNetwork:
+    """A trained network rebuilt from its checkpoint (see :func:`load_network`)."""
+    network: torch.nn.Module     # FixedNetwork in eval mode, the checkpoint's weights, on ``device``
+    task: object                 # the task of its head (``task.make_batch`` builds inputs and targets)
+    input_task: object | None    # the task whose inputs the trunk reads, when another (colorization: L)
+    meta: dict                   # the checkpoint's network description (genotype, width, depth, ...)
+    cfg: object                  # the run's config
+    epoch: int                   # epochs trained
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """The network input for a batch of uint8 RGB images (N, 3, H, W) at the trained size, as
+        evaluation builds it (normalised; L only for a colorization trunk)."""
+        images = images.to(next(self.network.parameters()).device)
+        if self.input_task is not None:
+            return self.input_task.make_input(images)
+        x, _ = self.task.make_batch(images, torch.zeros(len(images), dtype=torch.long, device=images.device),
+                                    False, None)
+        return x
+
+
+def load_network(path, device: str = "cpu") -> LoadedNetwork:
+    """Rebuild the network of a :func:`train` checkpoint (``checkpoint_last.pt`` / ``checkpoint_best.pt``)
+    from its own metadata, with its weights, in eval mode; no data set is read (checkpoints
+    written before the data description was recorded read the test split's description)::
+
+        net = load_network("runs/train/DARTS_V2_cls_cifar10/checkpoint_best.pt")
+        logits = net.network(net.inputs(uint8_images))
+    """
+    from fvcore.common.config import CfgNode as CN
+
+    from unnas.config import task_options
+    from unnas.data import DataInfo, build_dataset
+    from unnas.tasks import build_task
+
+    from .config import train_defaults
+    from .network import build_train_network, input_adapter, resolve_network
+
+    state = load_checkpoint(path)
+    if "meta" not in state or "cfg" not in state:
+        raise not_a_training_checkpoint(path, state)
+    cfg = train_defaults()
+    cfg.merge_from_other_cfg(CN.load_cfg(state["cfg"]))
+    cfg.freeze()
+    meta = state["meta"]
+    info = DataInfo(**{**meta["data_info"], "mean": tuple(meta["data_info"]["mean"]),
+                       "std": tuple(meta["data_info"]["std"])}) if "data_info" in meta else \
+        build_dataset(cfg.DATA, "test").info
+    task = build_task(cfg.TASK.NAME, info, **task_options(cfg))
+    plan, _, _ = resolve_network(cfg, task, info, None, meta)
+    network = build_train_network(plan, task)
+    network.load_state_dict(state["model"])
+    network.to(device).eval()
+    return LoadedNetwork(network, task, input_adapter(plan, task, info), meta, cfg, int(state["epoch"]))
 
 
 def evaluate_checkpoint(path, opts=(), device: str | None = None) -> dict:

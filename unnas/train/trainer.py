@@ -18,6 +18,8 @@ of every epoch, best first), ``summary.json``.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import json
 import logging
 from pathlib import Path
@@ -123,7 +125,7 @@ class Trainer(LoopBase):
         if self.probe:
             for p in self.model.trunk.parameters():
                 p.requires_grad_(False)
-        self.meta = plan.meta(self.task, self.probe)
+        self.meta = {**plan.meta(self.task, self.probe), "data_info": asdict(info)}   # load_network needs no data
 
         # complexity on one sample (before moving to the device / wrapping)
         from .complexity import complexity, sample_input
@@ -340,4 +342,5 @@ class Trainer(LoopBase):
         return (f"task {self.task.describe()} | data {c.DATA.DATASET} ({self.n_train} train / {self.n_test} test images) | "
                 f"genotype {c.MODEL.GENOTYPE if not self.init_source else 'from checkpoint'} | {self.meta['stem']} stem, "
                 f"width {self.meta['width']}, depth {self.meta['depth']}, aux {self.meta['aux']} | {mode} | "
-                f"{format_complexity(self.complexity)} | {self.world} processes | device {self.device}")
+                f"{format_complexity(self.complexity)} | {self.world} processes | device {self.device}"
+                + (f", {torch.get_num_threads()} CPU threads" if self.device.type == "cpu" else ""))

@@ -1,4 +1,4 @@
-"""PNG pictures of cells and of alpha evolution (matplotlib only; no system graphviz)."""
+"""PNG pictures of cells and of alpha evolution (matplotlib; graphviz's dot only lays cells out when installed)."""
 from __future__ import annotations
 
 import io
@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from unnas.utils.cell_layout import LABEL_FONT, NODE_FONT, CellLayout, cell_layout, edge_name  # noqa: E402,F401
 from unnas.utils.io import atomic_write_bytes  # noqa: E402
 
 
@@ -27,69 +28,106 @@ _OP_COLOURS = {
 }
 
 
-def plot_cell(cell: Sequence[tuple[str, int]], concat: Sequence[int], path: str | Path, title: str = "") -> None:
-    """Draw a cell as a DAG: inputs c_{k-2}, c_{k-1} on the left, nodes 0.., output c_{k} right."""
-    steps = len(cell) // 2
-    pos = {0: (0.0, 0.75), 1: (0.0, 0.25)}
-    for i in range(steps):
-        pos[i + 2] = (1.0 + i * 0.9, 0.5 + (0.28 if i % 2 == 0 else -0.28))
-    out_x = 1.0 + steps * 0.9 + 0.4
-    pos["out"] = (out_x, 0.5)
-    names = {0: "c_{k-2}", 1: "c_{k-1}", "out": "c_{k}"}
-    names.update({i + 2: str(i) for i in range(steps)})
+_NODE_COLOURS = {"input": "#9ecae1", "node": "#e5f5e0", "output": "#fdd49e"}
+_CONCAT_COLOUR = "#777777"
 
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * steps, 3.6))
-    ax.set_xlim(-0.4, out_x + 0.4)
-    ax.set_ylim(-0.1, 1.1)
+
+def plot_cell(cell: Sequence[tuple[str, int]], concat: Sequence[int], path: str | Path, title: str = "",
+              engine: str | None = None) -> CellLayout:
+    """Draw a cell: inputs c_{k-2}, c_{k-1} at the left, nodes 1.. in layers, output c_{k} at the right.
+
+    The geometry is :func:`~unnas.utils.cell_layout.cell_layout` (graphviz's dot when installed,
+    else a layered layout of our own; ``engine`` chooses): no edge crosses a node or another
+    edge's label and labels do not overlap. Each op edge carries its op's name in the op's
+    colour; edges whose op is ``none`` (possible in sampled genotypes) are drawn dashed and grey
+    with a ``none`` label; the edges into c_{k} (the concatenation) are thin, grey and unlabelled.
+    Returns the layout that was drawn.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.path import Path as MplPath
+
+    layout = cell_layout(cell, concat, engine)
+    title_h = 0.32 if title else 0.0
+    fig = plt.figure(figsize=(layout.width, layout.height + title_h))
+    ax = fig.add_axes((0, 0, 1, 1))      # one data unit = one inch on both axes
+    ax.set_xlim(0, layout.width)
+    ax.set_ylim(0, layout.height + title_h)
     ax.axis("off")
     if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    to_disp, to_data = ax.transData.transform, ax.transData.inverted().transform
-    for k, (op, j) in enumerate(cell):
-        node = k // 2 + 2
-        (x0, y0), (x1, y1) = pos[j], pos[node]
-        bend = 0.25 if k % 2 else -0.25
-        colour = _OP_COLOURS.get(op, "black")
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.8, shrinkA=14, shrinkB=14,
-                                    connectionstyle=f"arc3,rad={bend}"))
-        # Midpoint of matplotlib's arc3 quadratic Bezier (in display space): chord midpoint + rad/2 * (dy, -dx).
-        (u0, v0), (u1, v1) = to_disp((x0, y0)), to_disp((x1, y1))
-        mx, my = to_data(((u0 + u1) / 2 + 0.5 * bend * (v1 - v0), (v0 + v1) / 2 - 0.5 * bend * (u1 - u0)))
-        ax.text(mx, my, op, fontsize=7, ha="center", va="center", color=colour,
-                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
-    for s in concat:
-        (x0, y0), (x1, y1) = pos[s], pos["out"]
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops=dict(arrowstyle="-|>", color="#999999", lw=1, ls="--", shrinkA=14, shrinkB=14))
-    for key, (x, y) in pos.items():
-        colour = "#9ecae1" if key in (0, 1) else ("#fdd49e" if key == "out" else "#e5f5e0")
-        ax.text(x, y, names[key], ha="center", va="center", fontsize=10, zorder=5,
-                bbox=dict(boxstyle="circle,pad=0.35" if key not in (0, 1, "out") else "round,pad=0.4",
-                          fc=colour, ec="black"))
-    _save(fig, path, dpi=120)
+        ax.text(layout.width / 2, layout.height + title_h / 2, title, ha="center", va="center", fontsize=11)
+    for e in layout.edges:
+        if e.op is None:
+            colour, lw, ls = _CONCAT_COLOUR, 1.0, "-"
+        elif e.op == "none":
+            colour, lw, ls = _OP_COLOURS["none"], 1.2, (0, (4, 2.5))
+        else:
+            colour, lw, ls = _OP_COLOURS.get(e.op, "black"), 1.6, "-"
+        line = MplPath(e.points)
+        ax.add_patch(FancyArrowPatch(path=line, arrowstyle="-", color=colour, lw=lw, linestyle=ls, zorder=2))
+        # the head on its own, solid, along the last few hundredths of an inch of the path
+        ax.add_patch(FancyArrowPatch(path=MplPath(_tail(e.points, 0.08)), mutation_scale=10, color=colour, lw=lw,
+                                     arrowstyle="-|>,head_length=0.5,head_width=0.22", zorder=2))
+        if e.label is not None:
+            b = e.label.box
+            ax.add_patch(FancyBboxPatch((b.x0, b.y0), b.w, b.h, boxstyle="round,pad=0,rounding_size=0.04",
+                                        fc="white", ec=colour, lw=0.6, alpha=0.95, zorder=3))
+            ax.text(b.cx, b.cy, e.label.text, ha="center", va="center_baseline", fontsize=LABEL_FONT,
+                    color="#555555" if e.op == "none" else colour, zorder=4)
+    for n in layout.nodes.values():
+        b, r = n.box, min(0.06, n.box.h / 4)
+        ax.add_patch(FancyBboxPatch((b.x0 + r, b.y0 + r), b.w - 2 * r, b.h - 2 * r, boxstyle=f"round,pad={r}",
+                                    fc=_NODE_COLOURS[n.kind], ec="black", lw=1.0, zorder=5))
+        ax.text(b.cx, b.cy, n.text, ha="center", va="center_baseline", fontsize=NODE_FONT, zorder=6)
+    _save(fig, path, dpi=150)
+    return layout
+
+
+def _tail(points, length: float):
+    """The last ``length`` inches of a polyline (at least its last segment)."""
+    out = [points[-1]]
+    left = length
+    for (x0, y0), (x1, y1) in zip(points[-2::-1], points[::-1]):
+        d = ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5
+        if d >= left:
+            t = left / d if d else 0.0
+            out.append((x1 + (x0 - x1) * t, y1 + (y0 - y1) * t))
+            break
+        out.append((x0, y0))
+        left -= d
+    return out[::-1]
+
+
+_MARKER_MAX = 40                # markers on the points up to this many records
 
 
 def plot_alpha_history(history: Sequence, primitives: Sequence[str], edges: Sequence[tuple[int, int]],
-                       path: str | Path, title: str = "") -> None:
-    """One panel per edge: softmax weight of every op over epochs. ``history``: epochs x edges x ops."""
+                       path: str | Path, title: str = "", x: Sequence[float] | None = None,
+                       xlabel: str = "epoch") -> None:
+    """One panel per edge (``c_{k-2} -> node 1``, ..., ``node 3 -> node 4``): softmax weight of
+    every op. ``history``: records x edges x ops; ``x``: where each record lies (default 1, 2, ...:
+    one record per epoch; a search with SEARCH.ALPHA_LOG_STEPS passes fractional epochs). Points
+    carry markers while there are at most 40, so a search of a few epochs still shows them."""
     n_edges = len(edges)
     cols = 5
-    rows = -(-n_edges // cols)
+    rows = -(-(n_edges + 1) // cols)           # one free panel at least: the legend's
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.2 * rows), sharex=True, sharey=True, squeeze=False)
-    epochs = list(range(1, len(history) + 1))
+    xs = list(x) if x is not None else list(range(1, len(history) + 1))
+    style = dict(marker="o", ms=3) if len(xs) <= _MARKER_MAX else {}
     for e, (j, node) in enumerate(edges):
         ax = axes[e // cols][e % cols]
         for k, op in enumerate(primitives):
-            ax.plot(epochs, [h[e][k] for h in history], label=op, color=_OP_COLOURS.get(op), lw=1.4)
-        ax.set_title(f"edge {e}: {j} -> {node - 2}", fontsize=8)
+            ax.plot(xs, [h[e][k] for h in history], label=op, color=_OP_COLOURS.get(op), lw=1.4, **style)
+        # a fixed title position: matplotlib's automatic one measures the tick labels of every panel
+        ax.set_title(edge_name(j, node, math=True), fontsize=9, y=1.0, pad=4)
         ax.tick_params(labelsize=7)
     for e in range(n_edges, rows * cols):
         axes[e // cols][e % cols].axis("off")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=8, ncol=2)
-    fig.supxlabel("epoch")
+    axes[-1][-1].legend(handles, labels, loc="center", fontsize=8, ncol=2, frameon=False)
+    if all(float(v).is_integer() for v in xs):
+        from matplotlib.ticker import MaxNLocator
+        axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.supxlabel(xlabel)
     fig.supylabel("softmax(alpha)", x=0.002)
     if title:
         fig.suptitle(title)

@@ -1,0 +1,330 @@
+"""Sample-based study: do pretext-task accuracies rank architectures like supervised accuracy?
+
+  python tools/rank_corr.py                                   # small study on the embedded data, then the table
+  python tools/rank_corr.py run --archs ../shared/data/unnas-sample-archs/darts_cifar10_500.json \\
+      --cfg experiments/study/cifar10_darts.yaml --out runs/c10_500      # the paper's study (GPU-scale)
+  python tools/rank_corr.py run --out runs/c10_500 --shard 0/4          # one of 4 machines sharing runs/c10_500
+  python tools/rank_corr.py run --out runs/c10_500 --workers 2          # 2 local worker processes
+  torchrun --nproc_per_node 8 tools/rank_corr.py run --out runs/c10_500 # 8 ranks claim jobs dynamically
+  python tools/rank_corr.py analyze runs/c10_500 [--supervised-table table.csv]
+  python tools/rank_corr.py analyze runs/c10_500 --metric final   # to runs/c10_500/analysis_final/
+  python tools/rank_corr.py sample --num-archs 100 --seed 0 --out archs.json
+  python tools/rank_corr.py status runs/c10_500
+
+`run` on a directory that already holds a study resumes or extends it, starting from its stored
+config (config.yaml); options and KEY VALUE overrides are applied on top.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from unnas.cli import FLAG_KEYS, add_overrides, flag_overrides, parse_with_overrides, user_errors
+
+PROG = "rank_corr.py"
+# subcommand -> its one-line description (the top-level --help and each subcommand's --help)
+COMMANDS = {
+    "run": "run (or resume, extend, join) a study; the default when no command is given",
+    "analyze": "correlation tables and plots of a study (analysis/, or analysis_final/ for --metric final)",
+    "sample": "write N random architectures as JSON",
+    "status": "job counts, running jobs and failures of a study",
+}
+RUN_FLAGS = {**FLAG_KEYS, "archs": "STUDY.ARCHS", "num_archs": "STUDY.NUM_ARCHS", "tasks": "STUDY.TASKS",
+             "seeds": "STUDY.SEEDS", "supervised_table": "STUDY.SUPERVISED_TABLE", "trainer": "STUDY.TRAINER",
+             "epochs": "TRAIN.EPOCHS"}
+
+
+def _run_parser():
+    p = argparse.ArgumentParser(prog=f"{PROG} run", description=COMMANDS["run"])
+    p.add_argument("--cfg", help="YAML config (see experiments/study/)")
+    p.add_argument("--archs", help="architecture list: JSON (ours or darts_cifar10_500.json), a text file of "
+                                   "genotypes, or a directory of UnNAS sample-based YAML configs (STUDY.ARCHS)")
+    p.add_argument("--num-archs", type=int, help="archs to sample, or the first N of --archs (STUDY.NUM_ARCHS)")
+    p.add_argument("--tasks", help="comma-separated tasks, e.g. cls,rot,col,jig (STUDY.TASKS)")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 1,2,3 (STUDY.SEEDS)")
+    p.add_argument("--epochs", type=int, help="TRAIN.EPOCHS")
+    p.add_argument("--shard", help="i/n: run only shard i of n (deterministic partition of the jobs)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--out", help="run directory (OUT_DIR)")
+    p.add_argument("--dataset", help="data set name (DATA.DATASET), default synthetic")
+    p.add_argument("--data-dir", help="data set root folder (DATA.ROOT)")
+    p.add_argument("--supervised-table", help="JSON/CSV arch id or genotype -> accuracy, used as the reference")
+    p.add_argument("--trainer", help="default | fake | package.module:function (STUDY.TRAINER)")
+    p.add_argument("--wait", action="store_true", help="after the last claimable job, wait for jobs running "
+                                                      "elsewhere (taking over those of dead workers), then analyse")
+    p.add_argument("--retry-failed", action="store_true", help="put failed jobs back in the queue first")
+    p.add_argument("--no-analyze", action="store_true", help="do not analyse at the end")
+    add_overrides(p, "MODEL.WIDTH 16")
+    return p
+
+
+def _parse_run_args(argv):
+    """Options and KEY VALUE pairs may be interleaved; an unknown --option is an error."""
+    return parse_with_overrides(_run_parser(), argv)
+
+
+def _list_flag(text: str, kind=str) -> str:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if kind is int:
+        from unnas.config import ConfigError
+        try:
+            return repr([int(x) for x in items])
+        except ValueError:
+            raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    return repr(items)
+
+
+def build_cfg(args):
+    from unnas.config import load_cfg
+    from unnas.study.config import study_defaults, validate_study_cfg
+
+    flags = flag_overrides(args, RUN_FLAGS, {"tasks": _list_flag, "seeds": lambda text: _list_flag(text, int)})
+    opts = flags + list(args.opts)   # an int for a float key (STUDY.LEASE_SECONDS 600) is coerced by load_cfg
+    cfg = load_cfg(study_defaults(), args.cfg, opts, validate_study_cfg)
+    stored = Path(cfg.OUT_DIR) / "config.yaml"
+    if stored.is_file():   # an existing study: its stored config is the base
+        base = _stored_cfg(Path(cfg.OUT_DIR))
+        base.set_new_allowed(False)
+        cfg = load_cfg(base, args.cfg, opts, validate_study_cfg)
+    return cfg
+
+
+def _preflight(cfg) -> None:
+    """Fail fast on bad data or tasks, before any job is claimed."""
+    if cfg.STUDY.TRAINER not in ("", "default"):
+        return
+    from unnas.config import task_options
+    from unnas.data import DataError, build_dataset
+    from unnas.study.config import job_cfg
+    from unnas.tasks import build_task
+
+    train = build_dataset(cfg.DATA, "train")
+    build_dataset(cfg.DATA, "test")
+    for t in cfg.STUDY.TASKS:
+        jc = job_cfg(cfg, t, 1)
+        task = build_task(t, train.info, **task_options(jc))
+        if task.needs_labels and train.info.num_classes <= 0:
+            raise DataError(f"task {t} needs labels but data set {cfg.DATA.DATASET} has none; drop it from --tasks "
+                            "and pass --supervised-table")
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during the run (KeyboardInterrupt re-raised past the generic handler)."""
+
+
+def cmd_run(argv) -> int:
+    args = _parse_run_args(argv)
+    try:
+        return _cmd_run(args)
+    except (KeyboardInterrupt, _Interrupted):
+        print(f"\n{PROG}: interrupted; running jobs were put back in the queue. Rerun the same command "
+              "(or `run --out DIR`) to resume.", file=sys.stderr)
+        return 130
+
+
+# The end of a write error's line: a study continues by running the same command again.
+RERUN_HINT = "rerun the same command to continue (finished jobs are kept)"
+
+
+def _cmd_run(args) -> int:
+    with user_errors(PROG, RERUN_HINT):
+        from unnas.config import ConfigError
+        from unnas.study.jobs import parse_shard
+        from unnas.study.runner import prepare_study, progress_line, run_workers
+
+        cfg = build_cfg(args)
+        shard = parse_shard(args.shard)
+        if args.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+        rank = int(os.environ.get("RANK", "0"))
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and args.workers > 1:
+            raise ConfigError("use either torchrun ranks or --workers, not both")
+        if world > 1:
+            # torchrun ranks are independent workers (one job each at a time), not one DDP job:
+            # hide the world from the trainer, and give each rank its own GPU.
+            os.environ["WORLD_SIZE"] = "1"
+            import torch
+            if cfg.DEVICE == "auto" and torch.cuda.is_available():
+                cfg.defrost()
+                cfg.DEVICE = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+                cfg.freeze()
+        from unnas.study.trainers import resolve_trainer
+        resolve_trainer(cfg.STUDY.TRAINER)
+        _preflight(cfg)
+        out = Path(cfg.OUT_DIR)
+        from unnas.engine.rundir import writable_dir_error
+        try:   # one line for a file in the way or a folder that cannot be created
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise writable_dir_error(out, exc) from exc
+        store, new = prepare_study(cfg, out)
+        if args.retry_failed:
+            n = store.reset_failed()
+            if n and rank == 0:
+                print(f"{n} failed jobs queued again")
+        c = store.counts(cfg.STUDY.LEASE_SECONDS)
+        store.close()
+        if rank == 0:
+            print(f"study {out}: {len(cfg.STUDY.TASKS)} tasks x {len(cfg.STUDY.SEEDS)} seeds, {c['total']} jobs "
+                  f"({new} new, {c['done']} done), {args.workers * world} workers"
+                  + (f", shard {shard[0]}/{shard[1]}" if shard else ""), flush=True)
+        wait = args.wait or (world > 1 and rank == 0)
+        try:
+            run_workers(cfg, out, args.workers, shard=shard, wait=wait, echo=lambda s: print(s, flush=True))
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+        if rank != 0:
+            return 0
+        from unnas.study.runner import open_store
+        store = open_store(out, cfg)
+        c = store.counts(cfg.STUDY.LEASE_SECONDS)
+        line = progress_line(store, cfg.STUDY.LEASE_SECONDS)
+        store.close()
+        print(line)
+        if c["failed"]:
+            print(f"{c['failed']} jobs failed; see `{PROG} status {out}`, then rerun with --retry-failed", file=sys.stderr)
+        if c["pending"] or c["running"]:
+            print(f"{c['pending'] + c['running']} jobs remain for other workers/shards; when they finish run "
+                  f"`python tools/rank_corr.py analyze {out}`")
+            return 0
+        if args.no_analyze:
+            return 0
+        return _analyze(cfg, out, cfg.STUDY.SUPERVISED_TABLE or None)
+
+
+def _analyze(cfg, run_dir, table, metric=None, n_boot=None, reference=None) -> int:
+    from unnas.study.analysis import analyze_run
+
+    s = analyze_run(run_dir, reference or cfg.STUDY.SUPERVISED, metric or cfg.STUDY.METRIC, table,
+                    cfg.STUDY.BOOTSTRAP if n_boot is None else n_boot, cfg.STUDY.BOOTSTRAP_SEED)
+    print(f"\nRank correlations ({s['metric']} test metric, mean over seeds; 95% bootstrap CIs, "
+          f"{s['bootstrap']['resamples']} resamples):\n")
+    print(s["table_md"])
+    print(f"written to {s['out_dir']}/: correlations.md, correlations.csv, correlations.json, task_matrix.csv, "
+          "archs.csv, scatter.png")
+    return 0
+
+
+def _stored_cfg(run_dir: Path):
+    from unnas.config import ConfigError, yaml_problem
+    from unnas.study.config import study_defaults
+
+    cfg = study_defaults()
+    stored = run_dir / "config.yaml"
+    if stored.is_file():
+        cfg.set_new_allowed(True)
+        try:
+            cfg.merge_from_file(str(stored))
+        except Exception as exc:
+            import yaml
+            why = (f"not valid YAML: {yaml_problem(exc)}" if isinstance(exc, yaml.YAMLError) else
+                   "not a text file" if isinstance(exc, UnicodeDecodeError) else " ".join(str(exc).split()))
+            raise ConfigError(f"cannot read the study's stored config {stored} ({why}); restore it from a copy, "
+                              "or start a new study with another --out") from None
+    return cfg
+
+
+def cmd_analyze(argv) -> int:
+    p = argparse.ArgumentParser(prog=f"{PROG} analyze", description=COMMANDS["analyze"])
+    p.add_argument("run_dir")
+    p.add_argument("--supervised-table", help="JSON/CSV arch id or genotype -> accuracy, used as the reference")
+    p.add_argument("--metric", choices=["best", "final"],
+                   help="default STUDY.METRIC (best); final writes to RUN_DIR/analysis_final/, beside analysis/")
+    p.add_argument("--reference", help="reference task (default STUDY.SUPERVISED, cls)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default STUDY.BOOTSTRAP)")
+    args = p.parse_args(argv)
+    with user_errors(PROG, "rerun it"):
+        from unnas.config import ConfigError
+        run_dir = Path(args.run_dir)
+        if args.bootstrap is not None and args.bootstrap < 0:
+            raise ConfigError("--bootstrap must be >= 0")
+        cfg = _stored_cfg(run_dir)
+        return _analyze(cfg, run_dir, args.supervised_table or cfg.STUDY.SUPERVISED_TABLE or None,
+                        args.metric, args.bootstrap, args.reference)
+
+
+def cmd_sample(argv) -> int:
+    p = argparse.ArgumentParser(prog=f"{PROG} sample", description=COMMANDS["sample"])
+    p.add_argument("--num-archs", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space", default="darts")
+    p.add_argument("--no-none", action="store_true", help="never sample the 'none' op")
+    p.add_argument("--distinct-inputs", action="store_true", help="a node's two inputs are different states")
+    p.add_argument("--out", required=True, help="output JSON file")
+    args = p.parse_args(argv)
+    with user_errors(PROG, "rerun it"):
+        from search_spaces import get_space
+        from unnas.config import ConfigError
+        from unnas.study.archs import save_archs
+        from unnas.study.sampling import sample_archs
+
+        if args.num_archs < 1:
+            raise ConfigError(f"--num-archs must be >= 1, got {args.num_archs}")
+        try:
+            space = get_space(args.space)
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None
+        archs = sample_archs(space, args.num_archs, args.seed, not args.no_none, args.distinct_inputs)
+        save_archs(archs, args.out, space=args.space,
+                   source=f"rank_corr.py sample seed {args.seed} allow_none {not args.no_none} "
+                          f"distinct_inputs {args.distinct_inputs}")
+        print(f"wrote {len(archs)} architectures to {args.out}")
+    return 0
+
+
+def cmd_status(argv) -> int:
+    p = argparse.ArgumentParser(prog=f"{PROG} status", description=COMMANDS["status"])
+    p.add_argument("run_dir")
+    args = p.parse_args(argv)
+    with user_errors(PROG, "rerun it"):
+        from unnas.config import ConfigError
+        from unnas.study.runner import open_store, progress_line, store_path
+
+        run_dir = Path(args.run_dir)
+        if not store_path(run_dir).is_file():
+            raise ConfigError(f"{run_dir} holds no study (no {store_path(run_dir).name})")
+        cfg = _stored_cfg(run_dir)
+        store = open_store(run_dir)
+        print(progress_line(store, cfg.STUDY.LEASE_SECONDS))
+        for j in store.jobs("failed"):
+            err = (j["error"] or "").strip().splitlines()
+            print(f"  failed {j['arch_id']}/{j['task']}/{j['seed']} ({j['attempts']} attempts): {err[-1] if err else ''}")
+        for j in store.jobs("running"):
+            print(f"  running {j['arch_id']}/{j['task']}/{j['seed']} on {j['worker']}")
+        store.close()
+    return 0
+
+
+def usage() -> str:
+    """The top-level help: every subcommand with its one line."""
+    width = max(len(c) for c in COMMANDS)
+    lines = [f"usage: {PROG} [COMMAND] [options] [KEY VALUE ...]", "",
+             "Sample-based study: do pretext-task accuracies rank architectures like supervised accuracy?", "",
+             "commands:"]
+    lines += [f"  {c:<{width}}  {d}" for c, d in COMMANDS.items()]
+    lines += ["", f"`{PROG} COMMAND --help` lists a command's options; without a command, `run` is meant "
+              f"(`{PROG} --out DIR` = `{PROG} run --out DIR`).", "", "examples:"]
+    lines += [x.rstrip() for x in (__doc__ or "").split("\n\n")[1].splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(usage(), end="")
+        return 0
+    if argv and argv[0] in COMMANDS:
+        cmd, argv = argv[0], argv[1:]
+    elif argv and not argv[0].startswith("-") and not argv[0].isupper() and "." not in argv[0]:
+        print(f"{PROG}: error: unknown command {argv[0]!r}; use one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    else:
+        cmd = "run"
+    return {"run": cmd_run, "analyze": cmd_analyze, "sample": cmd_sample, "status": cmd_status}[cmd](argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
