@@ -69,9 +69,8 @@ def main(argv=None) -> int:
 def _search(args, cfg, out: Path, ckpt: Path, is_main: bool) -> int:
     import logging
 
-    import torch
-
     from unnas.config import ConfigError, resume_cfg, save_cfg
+    from unnas.engine.setup import threads_note
     from unnas.search import NonFiniteLossError, Searcher
     from unnas.search.config import RESUME_SAFE_KEYS, describe_algorithm, search_defaults, validate_search_cfg
     from unnas.search.hooks import default_hooks
@@ -97,7 +96,7 @@ def _search(args, cfg, out: Path, ckpt: Path, is_main: bool) -> int:
                  searcher.task.describe(), cfg.DATA.DATASET, len(searcher.weight_idx), len(searcher.arch_idx),
                  searcher.stem, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, n_w / 1e6, describe_algorithm(cfg),
                  searcher.world, searcher.device,
-                 f", {torch.get_num_threads()} CPU threads" if searcher.device.type == "cpu" else "")
+                 threads_note(searcher.device))
         if resumed:
             log.info("resumed from %s at epoch %d, step %d", searcher.checkpoint_path, searcher.epoch, searcher.step)
     try:

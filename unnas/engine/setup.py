@@ -47,6 +47,14 @@ def auto_threads() -> int:
     return max(1, min(cores, torch.get_num_threads()) - busy)
 
 
+def threads_note(device) -> str:
+    """``", N CPU thread(s)"`` for a CPU run's log line (how many threads auto chose), else ""."""
+    if torch.device(device).type != "cpu":
+        return ""
+    n = torch.get_num_threads()
+    return f", {n} CPU thread{'s' if n != 1 else ''}"
+
+
 def resolve_threads(setting) -> int:
     """``NUM_THREADS``-style setting -> a thread count: N > 0 as given, 0 or "auto" -> :func:`auto_threads`."""
     if str(setting).strip().lower() in ("0", "auto"):

@@ -35,6 +35,7 @@ from unnas.engine import (Checkpointer, CheckpointHook, EvalHook, Hook, LoopBase
                           NonFiniteLossError, Period, ProgressHook, TensorBoardHook, build_stream, check_finite,
                           check_task_data, per_rank_batch, setup_run, wrap_ddp)
 from unnas.engine.evaluation import evaluate
+from unnas.engine.setup import threads_note
 from unnas.tasks import build_task
 from unnas.utils import distributed as du
 from unnas.utils.io import atomic_write_text
@@ -343,4 +344,4 @@ class Trainer(LoopBase):
                 f"genotype {c.MODEL.GENOTYPE if not self.init_source else 'from checkpoint'} | {self.meta['stem']} stem, "
                 f"width {self.meta['width']}, depth {self.meta['depth']}, aux {self.meta['aux']} | {mode} | "
                 f"{format_complexity(self.complexity)} | {self.world} processes | device {self.device}"
-                + (f", {torch.get_num_threads()} CPU threads" if self.device.type == "cpu" else ""))
+                + threads_note(self.device))
