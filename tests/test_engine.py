@@ -280,6 +280,8 @@ def test_default_run_directories_are_numbered_and_resume_takes_the_latest(tmp_pa
     assert search_dir(cfg) == Path("mine")
     cfg = load_cfg(train_defaults(), None, ["MODEL.GENOTYPE", "nets/my cell.json", "TASK.NAME", "rotation"])
     assert train_dir(cfg) == Path("runs/train/my_cell_rot_synthetic")
+    cfg = load_cfg(train_defaults(), None, ["MODEL.GENOTYPE", "runs/search/jig_cifar10/genotype.json"])
+    assert train_dir(cfg) == Path("runs/train/jig_cifar10_cls_synthetic")
     cfg = load_cfg(train_defaults(), None, ["MODEL.GENOTYPE", "Genotype(normal=[], normal_concat=[], reduce=[], "
                                             "reduce_concat=[])", "TRAIN.INIT_FROM", "runs/rot/checkpoint_last.pt",
                                             "TRAIN.LINEAR_PROBE", "True"])

@@ -84,6 +84,23 @@ def parse_with_overrides(parser, argv=None):
     return args
 
 
+def place_run(cfg, run_dir: Callable, checkpoint: str, resume: bool, what: str) -> tuple[Path, Path]:
+    """The run's directory (``run_dir(cfg, resume)``: OUT_DIR or the automatic one), written into the
+    config so that config.yaml names it, and its checkpoint path; ``--resume`` with no checkpoint
+    there is one line (``what``: the kind of run to start instead, e.g. "a new search")."""
+    from unnas.config import ConfigError
+
+    out = Path(run_dir(cfg, resume))
+    cfg.defrost()
+    cfg.OUT_DIR = str(out)
+    cfg.freeze()
+    ckpt = out / checkpoint
+    if resume and not ckpt.exists():
+        raise ConfigError(f"nothing to resume: {out} holds no {checkpoint}; check --out, or drop --resume "
+                          f"to start {what}")
+    return out, ckpt
+
+
 def stored_config(checkpoint: str | Path) -> str:
     """The config a run was started with, from its checkpoint (the authority on resume)."""
     from unnas.engine import load_checkpoint

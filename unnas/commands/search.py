@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from unnas.cli import (FLAG_KEYS, add_overrides, claim, flag_overrides, parse_with_overrides,
+from unnas.cli import (FLAG_KEYS, add_overrides, claim, flag_overrides, parse_with_overrides, place_run,
                        setup_logging, stored_config, user_errors)
 
 PROG = "search.py"
@@ -48,17 +48,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     with user_errors(PROG):
         cfg = build_cfg(args)
-        from unnas.config import ConfigError
         from unnas.search.config import run_dir
 
-        out = run_dir(cfg, args.resume)
-        cfg.defrost()
-        cfg.OUT_DIR = str(out)   # config.yaml names the directory the run really went to
-        cfg.freeze()
-        ckpt = out / "checkpoint.pt"
-        if args.resume and not ckpt.exists():
-            raise ConfigError(f"nothing to resume: {out} holds no checkpoint.pt; check --out, or drop --resume "
-                              "to start a new search")
+        out, ckpt = place_run(cfg, run_dir, "checkpoint.pt", args.resume, "a new search")
         import os
         is_main = int(os.environ.get("RANK", "0")) == 0
         with claim(out, is_main):

@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from unnas.cli import (FLAG_KEYS, add_overrides, claim, flag_overrides, parse_with_overrides,
+from unnas.cli import (FLAG_KEYS, add_overrides, claim, flag_overrides, parse_with_overrides, place_run,
                        run_reporting_errors, setup_logging, stored_config)
 
 PROG = "train.py"
@@ -77,14 +77,7 @@ def run(args) -> int:
 
     overrides = _flags(args) + list(args.opts)
     cfg = load_cfg(train_defaults(), args.cfg, overrides, validate_train_cfg)
-    out = run_dir(cfg, args.resume)
-    cfg.defrost()
-    cfg.OUT_DIR = str(out)   # config.yaml names the directory the run really went to
-    cfg.freeze()
-    ckpt = out / "checkpoint_last.pt"
-    if args.resume and not ckpt.exists():
-        raise ConfigError(f"nothing to resume: {out} holds no checkpoint_last.pt; check --out, or drop --resume "
-                          "to start a new run")
+    out, ckpt = place_run(cfg, run_dir, "checkpoint_last.pt", args.resume, "a new run")
     try:
         with claim(out, is_main):
             changes = {}

@@ -67,11 +67,16 @@ def train_defaults() -> CN:
 
 
 def _genotype_label(spec: str) -> str:
-    """A short name for a genotype setting: the zoo name, a file's stem, else 'custom'."""
+    """A short name for a genotype setting: the zoo name, a file's stem (a search's
+    ``RUN/genotype.json``: the search's folder name), else 'custom'."""
     spec = str(spec).strip()
     if "(" in spec or "{" in spec or "[" in spec or len(spec) > 80:
         return "custom"
-    name = Path(spec).stem if ("/" in spec or spec.endswith((".json", ".yaml", ".yml", ".txt"))) else spec
+    name = spec
+    if "/" in spec or spec.endswith((".json", ".yaml", ".yml", ".txt")):
+        name = Path(spec).stem
+        if name == "genotype" and Path(spec).parent.name:   # a search's genotype.json: name the search
+            name = Path(spec).parent.name
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "custom"
 
 
