@@ -123,3 +123,19 @@ def test_real_trainer_end_to_end_tiny(tmp_path, capsys):
     assert len(res["curve"]) == 1 and res["config"] and res["worker"]
     assert not (run / "jobs" / "a0001_rot_s1" / "checkpoint_last.pt").exists()   # removed once done
     assert any((run / "jobs" / "a0001_rot_s1" / "tb").iterdir())
+
+
+def test_a_given_list_is_studied_whole_and_the_first_line_says_so(tmp_path, capsys):
+    """--archs FILE without --num-archs studies every architecture of the file (not the sampler's
+    default 6); --num-archs N takes the first N; a sampled study still defaults to 6."""
+    rc, _, err = _run(["sample", "--num-archs", "9", "--seed", "3", "--out", str(tmp_path / "archs.json")], capsys)
+    assert rc == 0, err
+    common = ["--trainer", "fake", "--tasks", "cls,rot", "--no-analyze"]
+    rc, out, err = _run(["run", "--archs", str(tmp_path / "archs.json"), "--out", str(tmp_path / "all"), *common], capsys)
+    assert rc == 0, err
+    assert f"all 9 architectures of {tmp_path / 'archs.json'}" in out and "18 jobs" in out
+    rc, out, err = _run(["run", "--archs", str(tmp_path / "archs.json"), "--num-archs", "4", "--out",
+                         str(tmp_path / "four"), *common], capsys)
+    assert rc == 0 and "the first 4 architectures of" in out and "8 jobs" in out, err
+    rc, out, err = _run(["run", "--out", str(tmp_path / "sampled"), *common], capsys)
+    assert rc == 0 and "6 architectures sampled from the darts space (seed 0, none allowed)" in out, out + err

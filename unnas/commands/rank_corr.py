@@ -41,7 +41,7 @@ def _run_parser():
     p.add_argument("--cfg", help="YAML config (see experiments/study/)")
     p.add_argument("--archs", help="architecture list: JSON (ours or darts_cifar10_500.json), a text file of "
                                    "genotypes, or a directory of UnNAS sample-based YAML configs (STUDY.ARCHS)")
-    p.add_argument("--num-archs", type=int, help="archs to sample, or the first N of --archs (STUDY.NUM_ARCHS)")
+    p.add_argument("--num-archs", type=int, help="archs to sample (default 6), or the first N of --archs (default: all) (STUDY.NUM_ARCHS)")
     p.add_argument("--tasks", help="comma-separated tasks, e.g. cls,rot,col,jig (STUDY.TASKS)")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 1,2,3 (STUDY.SEEDS)")
     p.add_argument("--epochs", type=int, help="TRAIN.EPOCHS")
@@ -132,7 +132,7 @@ def _cmd_run(args) -> int:
     with user_errors(PROG, RERUN_HINT):
         from unnas.config import ConfigError
         from unnas.study.jobs import parse_shard
-        from unnas.study.runner import prepare_study, progress_line, run_workers
+        from unnas.study.runner import describe_archs, prepare_study, progress_line, resolve_archs, run_workers
 
         cfg = build_cfg(args)
         shard = parse_shard(args.shard)
@@ -160,7 +160,8 @@ def _cmd_run(args) -> int:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise writable_dir_error(out, exc) from exc
-        store, new = prepare_study(cfg, out)
+        archs = resolve_archs(cfg)
+        store, new = prepare_study(cfg, out, archs)
         if args.retry_failed:
             n = store.reset_failed()
             if n and rank == 0:
@@ -168,7 +169,8 @@ def _cmd_run(args) -> int:
         c = store.counts(cfg.STUDY.LEASE_SECONDS)
         store.close()
         if rank == 0:
-            print(f"study {out}: {len(cfg.STUDY.TASKS)} tasks x {len(cfg.STUDY.SEEDS)} seeds, {c['total']} jobs "
+            print(f"study {out}: {describe_archs(cfg, len(archs))}; "
+                  f"{len(cfg.STUDY.TASKS)} tasks x {len(cfg.STUDY.SEEDS)} seeds, {c['total']} jobs "
                   f"({new} new, {c['done']} done), {args.workers * world} workers"
                   + (f", shard {shard[0]}/{shard[1]}" if shard else ""), flush=True)
         wait = args.wait or (world > 1 and rank == 0)

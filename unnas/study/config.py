@@ -73,7 +73,7 @@ def study_defaults() -> CN:
 
     cfg.STUDY = CN()
     cfg.STUDY.ARCHS = ""             # architecture list (JSON, text, or a dir of UnNAS YAML); '' = sample
-    cfg.STUDY.NUM_ARCHS = 6          # sampled archs (or the first N of STUDY.ARCHS; 0 = all of the list)
+    cfg.STUDY.NUM_ARCHS = 0          # archs to sample, or the first N of STUDY.ARCHS; 0 = 6 sampled / the whole list
     cfg.STUDY.SAMPLE_SEED = 0
     cfg.STUDY.ALLOW_NONE = True      # sampled ops may be 'none' (as the UnNAS sample)
     cfg.STUDY.DISTINCT_INPUTS = False  # False: a node may read the same input twice (as the UnNAS sample)
@@ -176,6 +176,9 @@ def describe_training_change(stored: str, cfg: CN) -> str:
     return ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
 
 
+DEFAULT_SAMPLED_ARCHS = 6   # a sampled study's size when STUDY.NUM_ARCHS is 0 (a small demo)
+
+
 def _sorted(d):
     if isinstance(d, dict):
         return tuple((k, _sorted(d[k])) for k in sorted(d))
@@ -201,7 +204,8 @@ def validate_study_cfg(cfg: CN) -> None:
     check(len(s.SEEDS) >= 1 and len(set(s.SEEDS)) == len(s.SEEDS), f"STUDY.SEEDS must be distinct integers, got {list(s.SEEDS)}")
     check(all(isinstance(x, int) for x in s.SEEDS), f"STUDY.SEEDS must be integers, got {list(s.SEEDS)}")
     check(s.NUM_ARCHS >= 0, f"STUDY.NUM_ARCHS must be >= 0, got {s.NUM_ARCHS}")
-    check(s.ARCHS or s.NUM_ARCHS >= 2, "a sampled study needs STUDY.NUM_ARCHS >= 2 (correlations need two archs)")
+    check(s.ARCHS or s.NUM_ARCHS == 0 or s.NUM_ARCHS >= 2,
+          "a sampled study needs STUDY.NUM_ARCHS >= 2 (correlations need two archs)")
     check(s.METRIC in ("best", "final"), f"STUDY.METRIC must be best or final, got {s.METRIC!r}")
     check(s.JOURNAL in ("wal", "delete"), f"STUDY.JOURNAL must be wal or delete, got {s.JOURNAL!r}")
     check(s.LEASE_SECONDS > 0 and 0 < s.HEARTBEAT_SECONDS < s.LEASE_SECONDS,

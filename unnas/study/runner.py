@@ -27,7 +27,7 @@ from typing import Callable
 from unnas.config import ConfigError, save_cfg
 
 from .archs import Arch, load_archs, save_archs
-from .config import describe_training_change, fingerprint, job_cfg
+from .config import DEFAULT_SAMPLED_ARCHS, describe_training_change, fingerprint, job_cfg
 from .jobs import Job, make_jobs
 from .sampling import sample_archs
 from .store import Store
@@ -53,8 +53,18 @@ def resolve_archs(cfg) -> list[Arch]:
     s = cfg.STUDY
     if s.ARCHS:
         archs = load_archs(s.ARCHS, space)
-        return archs[:s.NUM_ARCHS] if s.NUM_ARCHS else archs
-    return sample_archs(space, s.NUM_ARCHS, s.SAMPLE_SEED, s.ALLOW_NONE, s.DISTINCT_INPUTS)
+        return archs[:s.NUM_ARCHS] if s.NUM_ARCHS else archs   # a user's list is studied whole by default
+    return sample_archs(space, s.NUM_ARCHS or DEFAULT_SAMPLED_ARCHS, s.SAMPLE_SEED, s.ALLOW_NONE, s.DISTINCT_INPUTS)
+
+
+def describe_archs(cfg, n: int) -> str:
+    """Where the study's architectures come from, for the run's first line."""
+    s = cfg.STUDY
+    if s.ARCHS:
+        part = f"the first {n}" if s.NUM_ARCHS else f"all {n}"
+        return f"{part} architectures of {s.ARCHS}"
+    return (f"{n} architectures sampled from the {cfg.MODEL.SPACE} space (seed {s.SAMPLE_SEED}"
+            f"{', none allowed' if s.ALLOW_NONE else ''}{', distinct inputs' if s.DISTINCT_INPUTS else ''})")
 
 
 def prepare_study(cfg, run_dir, archs: list[Arch] | None = None) -> tuple[Store, int]:
