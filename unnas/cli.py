@@ -112,13 +112,6 @@ def stored_config(checkpoint: str | Path) -> str:
     return state["cfg"]
 
 
-def claim(out: str | Path, is_main: bool):
-    """The run-directory claim of the main rank (other ranks write nothing there)."""
-    from contextlib import nullcontext
-    from unnas.engine.rundir import claim_run_dir
-    return claim_run_dir(out) if is_main else nullcontext()
-
-
 def setup_logging(out_dir: str | Path | None, is_main: bool) -> None:
     """Configure the ``unnas`` logger, parent of every module's (``unnas.search``, ``unnas.train``, ...).
 

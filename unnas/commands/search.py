@@ -11,8 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from unnas.cli import (FLAG_KEYS, add_overrides, claim, flag_overrides, parse_with_overrides, place_run,
+from unnas.cli import (FLAG_KEYS, add_overrides, flag_overrides, parse_with_overrides, place_run,
                        setup_logging, stored_config, user_errors)
+from unnas.engine.rundir import claim_if_main
 
 PROG = "search.py"
 FLAGS = {**FLAG_KEYS, "order": "SEARCH.ORDER", "epochs": "SEARCH.EPOCHS"}
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
         out, ckpt = place_run(cfg, run_dir, "checkpoint.pt", args.resume, "a new search")
         import os
         is_main = int(os.environ.get("RANK", "0")) == 0
-        with claim(out, is_main):
+        with claim_if_main(out, is_main):
             return _search(args, cfg, out, ckpt, is_main)
     return 0
 

@@ -23,8 +23,9 @@ import os
 import sys
 from pathlib import Path
 
-from unnas.cli import (FLAG_KEYS, add_overrides, claim, flag_overrides, parse_with_overrides, place_run,
+from unnas.cli import (FLAG_KEYS, add_overrides, flag_overrides, parse_with_overrides, place_run,
                        run_reporting_errors, setup_logging, stored_config)
+from unnas.engine.rundir import claim_if_main
 
 PROG = "train.py"
 FLAGS = {**FLAG_KEYS, "epochs": "TRAIN.EPOCHS"}
@@ -79,7 +80,7 @@ def run(args) -> int:
     cfg = load_cfg(train_defaults(), args.cfg, overrides, validate_train_cfg)
     out, ckpt = place_run(cfg, run_dir, "checkpoint_last.pt", args.resume, "a new run")
     try:
-        with claim(out, is_main):
+        with claim_if_main(out, is_main):
             changes = {}
             if args.resume:
                 cfg, changes = resume_cfg(train_defaults(), stored_config(ckpt), args.cfg, overrides,

@@ -20,10 +20,9 @@ hook's ``state_dict()`` go into the checkpoint, so a resumed run continues exact
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 
 from .hooks import Hook
-from .rundir import claim_run_dir
+from .rundir import claim_if_main
 
 
 class LoopBase:
@@ -111,10 +110,7 @@ class LoopBase:
 
     def _claim(self):
         """Rank 0 holds the run directory for the whole run (see :mod:`unnas.engine.rundir`)."""
-        out = getattr(self, "out_dir", None)
-        if out is None or not getattr(self, "is_main", True):
-            return nullcontext()
-        return claim_run_dir(out)
+        return claim_if_main(getattr(self, "out_dir", None), getattr(self, "is_main", True))
 
     def _run(self, max_steps, max_epochs) -> dict:
         steps_now = epochs_now = 0

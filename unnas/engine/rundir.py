@@ -13,7 +13,7 @@ import fcntl
 import logging
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -56,6 +56,12 @@ def numbered_run_dir(parent: str | Path, name: str, marker: str, resume: bool = 
     while (parent / (name if k == 1 else f"{name}_{k}") / marker).exists():
         k += 1
     return parent / (name if k == 1 else f"{name}_{k}")
+
+
+def claim_if_main(path: str | Path | None, is_main: bool):
+    """The run-directory claim of the main rank; other ranks (and runs without a directory) write
+    nothing there, so they claim nothing."""
+    return claim_run_dir(path) if path is not None and is_main else nullcontext()
 
 
 @contextmanager

@@ -28,6 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from typing import NamedTuple
 
+from unnas.utils.io import load_user_npy
+
 from .base import Task, TopKMeter
 from .lab_bins import NUM_BINS, ab_bins, lightness_and_bins, nearest_bin, nearest_bins, rgb_to_lab
 from .registry import TASKS
@@ -102,11 +104,7 @@ class ColorizationTask(Task):
         self.fixed_prior = None
         if col_prior_file:
             source = f"TASK.COL_PRIOR_FILE {col_prior_file}"
-            try:
-                prior = np.load(col_prior_file, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:
-                raise ValueError(f"{source}: cannot read a .npy bin prior "
-                                 f"({getattr(exc, 'strerror', None) or exc})") from None
+            prior = load_user_npy(col_prior_file, source, "bin prior")
             if (prior.shape != (NUM_BINS,) or not np.issubdtype(prior.dtype, np.number)
                     or not np.all(np.isfinite(prior)) or (prior < 0).any() or prior.sum() <= 0):
                 raise ValueError(f"{source}: expected a ({NUM_BINS},) array of non-negative bin "

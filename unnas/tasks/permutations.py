@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from unnas.config import ConfigError
-from unnas.utils.io import cache_dir, save_to_cache
+from unnas.utils.io import cache_dir, load_user_npy, save_to_cache
 
 _FULL_POOL_MAX = 400_000
 _RANDOM_POOL = 50_000
@@ -83,12 +83,7 @@ def validate(perms: np.ndarray, grid: int, source: str = "permutations") -> np.n
 
 def load_permutations(path: str, grid: int) -> np.ndarray:
     source = f"TASK.JIGSAW_PERMS_FILE {path}"
-    try:
-        perms = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise PermutationFileError(f"{source}: cannot read a .npy permutation file "
-                                   f"({getattr(exc, 'strerror', None) or exc})") from None
-    return validate(perms, grid, source)
+    return validate(load_user_npy(path, source, "permutation file", PermutationFileError), grid, source)
 
 
 def permutation_set(grid: int, num_perms: int = 1000, seed: int = 0, perms_file: str = "") -> np.ndarray:

@@ -112,6 +112,15 @@ def save_to_cache(path: str | Path, array: np.ndarray) -> None:
                 "writable folder", Path(path).parent, exc.strerror or exc)
 
 
+def load_user_npy(path: str | Path, source: str, what: str, error: type[Exception] = ValueError) -> np.ndarray:
+    """A ``.npy`` file a user named (``source``, e.g. ``TASK.JIGSAW_PERMS_FILE path``), read without
+    pickles; a missing or unreadable file is one ``error`` line: ``SOURCE: cannot read a .npy WHAT (why)``."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise error(f"{source}: cannot read a .npy {what} ({getattr(exc, 'strerror', None) or exc})") from None
+
+
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     """``np.save`` atomically: several processes may fill the cache with the same file at once."""
     buf = io.BytesIO()
