@@ -21,3 +21,14 @@ def cifar10_mini():
     if not (path / "data_batch_1").exists():
         pytest.skip("../shared/data/cifar10-mini not present")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks run fastest on one thread (and more threads than free cores stall at every
+    OpenMP barrier on a shared machine); a module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,7 +19,6 @@ The tools run in-process (``main(argv)``) for speed; only the concurrent-run cas
 process. Runs are tiny (width 4, depth 2, 2 steps, 1 epoch).
 """
 import errno
-import importlib.util
 import json
 import logging
 import os
@@ -37,6 +36,9 @@ import pytest
 import torch
 
 import unnas.engine.rundir as rundir
+import unnas.commands.rank_corr as rank_corr_cmd
+import unnas.commands.search as search_cmd
+import unnas.commands.train as train_cmd
 import unnas.search.hooks as search_hooks
 import unnas.utils.io as io_mod
 from unnas.engine.rundir import claim_run_dir
@@ -44,14 +46,7 @@ from unnas.engine.rundir import claim_run_dir
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"bad_input_{name}_tool", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SEARCH_TOOL, TRAIN_TOOL, STUDY_TOOL = _load_tool("search"), _load_tool("train"), _load_tool("rank_corr")
+SEARCH_TOOL, TRAIN_TOOL, STUDY_TOOL = search_cmd, train_cmd, rank_corr_cmd   # what tools/*.py run
 TOOLS = {"search": SEARCH_TOOL, "train": TRAIN_TOOL, "study": STUDY_TOOL}
 CHECKPOINT = {"search": "checkpoint.pt", "train": "checkpoint_last.pt"}
 

@@ -1,28 +1,21 @@
 """Command lines: options anywhere among KEY VALUE overrides (one parser for every tool), an int for
 a float key, rank_corr.py's help, analyses of the final metric beside the best, refusals naming keys."""
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+import unnas.commands.rank_corr as rank_corr_cmd
+import unnas.commands.search as search_cmd
+import unnas.commands.train as train_cmd
 from unnas import cli
 from unnas.config import ConfigError, load_cfg
 from unnas.study.config import study_defaults, validate_study_cfg
 from unnas.train.config import train_defaults
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_tool_parsing", ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-SEARCH, TRAIN, RANK_CORR = _tool("search"), _tool("train"), _tool("rank_corr")
+SEARCH, TRAIN, RANK_CORR = search_cmd, train_cmd, rank_corr_cmd   # what tools/*.py run
 PARSERS = {"search": SEARCH.parse_args, "train": TRAIN.parse_args, "rank_corr": RANK_CORR._parse_run_args}
 
 

@@ -289,11 +289,7 @@ def test_default_run_directories_are_numbered_and_resume_takes_the_latest(tmp_pa
 
 
 def test_train_tool_runs_twice_without_out_then_resumes_the_latest(tmp_path, monkeypatch, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_tool", Path(__file__).resolve().parents[1] / "tools" / "train.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    import unnas.commands.train as tool
     monkeypatch.chdir(tmp_path)
     tiny = ["--no-progress", "--epochs", "1", "DATA.SYNTHETIC.NUM_TRAIN", "16", "DATA.SYNTHETIC.NUM_TEST", "8",
             "MODEL.WIDTH", "4", "MODEL.DEPTH", "2", "TRAIN.BATCH_SIZE", "8", "DEVICE", "cpu", "NUM_THREADS", "1"]

@@ -40,12 +40,7 @@ TRAIN = ["DATA.SYNTHETIC.NUM_TRAIN", "32", "DATA.SYNTHETIC.NUM_TEST", "16", "DAT
          "DEVICE", "cpu", "LOG_PERIOD", "1", "NUM_THREADS", "1", "MODEL.GENOTYPE", "DARTS_V2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py
 
 
 class Killed(BaseException):

@@ -13,13 +13,7 @@ from search_spaces.darts.network import (AuxiliaryHeadCIFAR, AuxiliaryHeadImageN
 from search_spaces.darts.ops import Identity, Zero
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread (and 2 OpenMP threads spin badly on a shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py
 
 
 def _main_params(net):

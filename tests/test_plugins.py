@@ -126,13 +126,7 @@ def toy(registered):
     registered(DATASETS, "toy_blobs", build_toy)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread (as tests/test_train.py)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py
 
 
 SEARCH_TINY = ["TASK.NAME", "brightness", "DATA.DATASET", "toy_blobs", "DATA.SYNTHETIC.NUM_TRAIN", "32",

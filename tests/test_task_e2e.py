@@ -17,13 +17,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("UNNAS_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread is faster, and on a shared, loaded CPU two threads can spin-wait
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py
 
 
 @pytest.mark.parametrize("name", ["cls", "rot", "jig", "col", "seg"])

@@ -22,13 +22,7 @@ TINY = ["DATA.SYNTHETIC.NUM_TRAIN", "96", "DATA.SYNTHETIC.NUM_TEST", "48", "DATA
         "TRAIN.EPOCHS", "2", "DEVICE", "cpu", "LOG_PERIOD", "2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread (and 2 OpenMP threads spin badly on a shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py
 
 
 def tiny_cfg(*extra):
