@@ -9,12 +9,15 @@ import torch
 from unnas.utils import distributed as du
 
 
-def _where(last_good) -> str:
-    return f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint had been written yet"
-
-
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN/inf; the message names the last good checkpoint."""
+
+
+def stopped(problem: str, *, run: str, last_good, fix: str) -> NonFiniteLossError:
+    """The one message of every non-finite stop: the problem, that ``run`` stopped, which
+    checkpoint is kept (``last_good``, None: none yet) and ``fix``."""
+    kept = f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint had been written yet"
+    return NonFiniteLossError(f"{problem}; {run} stopped, {kept}; {fix}")
 
 
 def check_finite(losses: dict, *, epoch: int, step: int, run: str, last_good, fix: str,
@@ -28,8 +31,7 @@ def check_finite(losses: dict, *, epoch: int, step: int, run: str, last_good, fi
     if flag.item() == 0:
         return
     values = ", ".join(f"{k} {v}" for k, v in losses.items())
-    raise NonFiniteLossError(f"non-finite loss at epoch {epoch} step {step} ({values}); {run} stopped, "
-                             f"{_where(last_good)}; {fix}")
+    raise stopped(f"non-finite loss at epoch {epoch} step {step} ({values})", run=run, last_good=last_good, fix=fix)
 
 
 def _tensors(obj, prefix: str = ""):
@@ -59,5 +61,4 @@ def check_finite_state(state: dict, *, what: str, run: str, last_good, fix: str,
     if flag.item() == 0:
         return
     detail = f"{bad} of {total} tensors, e.g. {first}" if bad else "on another rank"
-    raise NonFiniteLossError(f"non-finite values in the state after {what} ({detail}); {run} stopped, "
-                             f"{_where(last_good)}; {fix}")
+    raise stopped(f"non-finite values in the state after {what} ({detail})", run=run, last_good=last_good, fix=fix)

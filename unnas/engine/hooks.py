@@ -18,7 +18,7 @@ from typing import Callable
 
 from unnas.utils.io import atomic_write_text
 
-from .guards import NonFiniteLossError, _where
+from .guards import stopped
 
 log = logging.getLogger("unnas")
 
@@ -249,9 +249,9 @@ class EvalHook(Hook):
         results = self.evaluate()
         loss = results.get("loss")
         if loss is not None and not math.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite evaluation loss at epoch {loop.epoch} ({self.prefix}loss {loss}); "
-                                     f"{loop.checkpointer.run} stopped, {_where(loop.checkpointer.last_good)}; "
-                                     f"{loop.checkpointer.fix}")
+            ck = loop.checkpointer
+            raise stopped(f"non-finite evaluation loss at epoch {loop.epoch} ({self.prefix}loss {loss})",
+                          run=ck.run, last_good=ck.last_good, fix=ck.fix)
         stats.update({f"{self.prefix}{k}": v for k, v in results.items()})
 
 
