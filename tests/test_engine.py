@@ -300,3 +300,19 @@ def test_train_tool_runs_twice_without_out_then_resumes_the_latest(tmp_path, mon
     assert tool.main(["--resume", "--epochs", "2", "--no-progress"]) == 0
     assert load_checkpoint(tmp_path / "runs/train/DARTS_V2_cls_synthetic_2/checkpoint_last.pt")["epoch"] == 2
     assert load_checkpoint(tmp_path / "runs/train/DARTS_V2_cls_synthetic/checkpoint_last.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_honour_the_umask(tmp_path, umask, mode):
+    """Results written atomically get the mode a plain open() would give (mkstemp alone makes 0600),
+    so a group sharing a results folder can read them."""
+    from unnas.utils.io import atomic_torch_save, atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "summary.json", "{}\n")
+        atomic_torch_save({"w": torch.ones(1)}, tmp_path / "checkpoint.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "checkpoint.pt").stat().st_mode & 0o777 == mode
