@@ -360,3 +360,52 @@ def test_study_worker_killed_by_signal_is_reported_and_replaced(tmp_path):
     finally:
         con.close()
     assert states == [("done", 8)] and len(done) == 8 and all(n == 1 for (n,) in done)
+
+
+def _study_workers(log: Path) -> list[int]:
+    """Pids of the workers that have started a job (from the fake trainer's log)."""
+    if not log.exists():
+        return []
+    return sorted({int(ln.split()[2]) for ln in log.read_text().splitlines() if ln.startswith("start ")})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_study_workers_end_with_their_driver(tmp_path, sig):
+    """kill DRIVER (SIGTERM: it stops its workers; SIGKILL: the workers see their parent gone) leaves
+    no worker training on; rerunning the command finishes the study with every job done once."""
+    out, log = tmp_path / "run", tmp_path / "fake.log"
+    cmd = [sys.executable, str(ROOT / "tools" / "rank_corr.py"), "run", "--trainer", "fake", "--out", str(out),
+           "--no-analyze", "--num-archs", "3", "--tasks", "cls,rot", "--workers", "2",
+           "STUDY.FAKE_SECONDS", "2", "STUDY.FAKE_LOG", str(log), "STUDY.LEASE_SECONDS", "600"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_study_workers(log)) < 2 and time.time() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.05)
+    workers = _study_workers(log)
+    assert len(workers) == 2, "the workers did not start"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    deadline = time.time() + 20
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "a worker outlived its driver"
+    rerun = [a if a != "2" else "1" for a in cmd[:-6]]   # --workers 1: no spawned interpreters to wait for
+    done = subprocess.run(rerun + ["STUDY.FAKE_LOG", str(log), "STUDY.LEASE_SECONDS", "600"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import sqlite3
+    con = sqlite3.connect(str(out / "study.sqlite"))
+    try:
+        states = con.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
+    finally:
+        con.close()
+    assert states == [("done", 6)]

@@ -297,11 +297,28 @@ def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str
     return stats
 
 
+def _exit_with_parent(parent_pid: int, period: float = 1.0) -> None:
+    """End this worker when the driver that spawned it is gone (``kill -9`` of the driver, a closed
+    terminal): an orphaned worker would go on training jobs nobody waits for and, when the user
+    starts the study again, compete with the new workers. Its running job is requeued by the next
+    driver (the worker's pid is dead), and resumes from the job's last checkpoint."""
+    import signal
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(period)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _spawned_worker(cfg_yaml: str, run_dir: str, trainer, label: str, shard, threads: int, wait: bool,
-                    index: int = 0):
+                    index: int = 0, parent_pid: int | None = None):
     import torch
     from fvcore.common.config import CfgNode as CN
 
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     torch.set_num_threads(threads)
     cfg = CN.load_cfg(cfg_yaml)
     if cfg.DEVICE == "auto" and torch.cuda.is_available():   # one GPU per local worker, round robin
@@ -339,17 +356,26 @@ def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait:
         name = f"{trainer.__module__}:{trainer.__qualname__}"
         trainer = name
     import multiprocessing as mp
+    import signal
 
     ctx = mp.get_context("spawn")
 
     def start(label: str, k: int):
-        p = ctx.Process(target=_spawned_worker, args=(cfg.dump(), str(run_dir), trainer, label, shard, threads, wait, k),
-                        name=f"rank_corr-{label}")
+        p = ctx.Process(target=_spawned_worker, name=f"rank_corr-{label}",
+                        args=(cfg.dump(), str(run_dir), trainer, label, shard, threads, wait, k, os.getpid()))
         p.start()
         return p
 
+    def terminated(signum, frame):   # kill DRIVER: stop the workers too (their jobs resume on the next run)
+        for p in alive:
+            p.terminate()
+        for p in alive:
+            p.join(timeout=30)
+        raise SystemExit(128 + signum)
+
     procs = [start(f"w{k}", k) for k in range(workers)]
     alive, killed, failed, replacements = list(procs), [], [], 0
+    previous = signal.signal(signal.SIGTERM, terminated) if threading.current_thread() is threading.main_thread() else None
     store = open_store(run_dir, cfg)
     try:
         while alive:
@@ -379,6 +405,8 @@ def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait:
             p.join(timeout=30)
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         left = store.counts(cfg.STUDY.LEASE_SECONDS, shard)
         store.close()
     if failed:
