@@ -1,0 +1,293 @@
+"""Zero-cost proxies (unnas/study/proxies.py): each against a plain reference written here, their
+invariances, isolation from the model and from each other, determinism."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from search_spaces.darts.network import set_drop_prob
+from search_spaces.darts.ops import FactorizedReduce, factorized_phases
+from unnas.study.proxies import (PROXIES, PROXY_NAMES, build_proxy_network, compute_proxies, jacov_score,
+                                 proxies_for_genotype)
+from unnas.train.complexity import complexity
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py
+
+
+class Toy(nn.Module):
+    """conv 3x3 (3 -> 4, bias) -> BN -> ReLU -> global average pool -> linear 4 -> 3."""
+
+    def __init__(self, bn=True):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4) if bn else nn.Identity()
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.relu(self.bn(self.conv(x)))).flatten(1))
+
+
+def toy(seed=0, bn=True):
+    torch.manual_seed(seed)
+    net = Toy(bn)
+    with torch.no_grad():                      # non-trivial BN affine and running stats
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        if bn:
+            net.bn.running_mean.uniform_(-1, 1)
+            net.bn.running_var.uniform_(0.5, 2)
+    return net
+
+
+def data(n=8, side=8, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, side, side, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def toy_forward(net, x, wc=None, wf=None, bn=True):
+    """The toy in train mode, functionally: (conv output, ReLU input, logits)."""
+    wc = net.conv.weight if wc is None else wc
+    wf = net.fc.weight if wf is None else wf
+    z1 = F.conv2d(x, wc, net.conv.bias, padding=1)
+    h = F.batch_norm(z1, None, None, net.bn.weight, net.bn.bias, training=True) if bn else z1
+    z2 = F.linear(F.relu(h).mean((2, 3)), wf, net.fc.bias)
+    return z1, h, z2
+
+
+def one(name, net, x, y, seed=0):
+    return compute_proxies(net, [(x, y)], F.cross_entropy, [name], seed=seed)[name]
+
+
+def darts(aux=False, seed=0):
+    net = build_proxy_network("DARTS_V2", width=4, depth=2, image_size=8, num_classes=5, seed=seed)
+    if aux:                                    # the same network with the auxiliary head (train: (logits, aux))
+        from search_spaces.darts.network import build_cifar_network
+        torch.manual_seed(seed)
+        net = build_cifar_network(net.trunk.genotype, num_classes=5, width=4, depth=2, auxiliary=True)
+    return net
+
+
+# --- each proxy against a reference ----------------------------------------------------------------
+
+def test_params_and_flops():
+    net, (x, y) = toy(), data()
+    assert one("params", net, x, y) == sum(p.numel() for p in net.parameters())
+    plain = toy(bn=False)
+    # fvcore MACs: conv (no bias term) + adaptive average pool (one per input element) + linear
+    assert one("flops", plain, x, y) == 4 * 8 * 8 * 3 * 9 + 4 * 8 * 8 + 4 * 3
+    d = darts(aux=True)
+    c = complexity(d, x[:1])
+    assert one("params", d, x, y % 5) == c["params"] == sum(p.numel() for p in d.parameters()) - c["params_aux"]
+    assert one("flops", d, x, y % 5) == c["macs"]
+
+
+def test_grad_norm_snip_l2_norm():
+    net, (x, y) = toy(), data()
+    wc, wf = net.conv.weight, net.fc.weight
+    gc, gf = torch.autograd.grad(F.cross_entropy(toy_forward(net, x)[2], y), [wc, wf])
+    assert one("grad_norm", net, x, y) == pytest.approx(float(gc.norm() + gf.norm()), rel=1e-5)
+    assert one("l2_norm", net, x, y) == pytest.approx(float(wc.detach().norm() + wf.detach().norm()), rel=1e-6)
+    # snip as NASLib: |dL/dmask| of a multiplicative mask at 1
+    mc, mf = torch.ones_like(wc, requires_grad=True), torch.ones_like(wf, requires_grad=True)
+    loss = F.cross_entropy(toy_forward(net, x, wc.detach() * mc, wf.detach() * mf)[2], y)
+    dc, df = torch.autograd.grad(loss, [mc, mf])
+    assert one("snip", net, x, y) == pytest.approx(float(dc.abs().sum() + df.abs().sum()), rel=1e-5)
+
+
+def test_grasp_is_minus_theta_hessian_gradient():
+    net, (x, y) = toy(), data()
+    w = (net.conv.weight.detach(), net.fc.weight.detach())
+
+    def loss(wc, wf):
+        return F.cross_entropy(toy_forward(net, x, wc, wf)[2], y)
+
+    wc, wf = w[0].clone().requires_grad_(), w[1].clone().requires_grad_()
+    g = torch.autograd.grad(loss(wc, wf), [wc, wf])
+    _, hg = torch.autograd.functional.hvp(loss, w, g)
+    ref = float(sum((-wi * hi).sum() for wi, hi in zip(w, hg)))
+    assert one("grasp", net, x, y) == pytest.approx(ref, rel=1e-4, abs=1e-7)
+
+
+def test_fisher_per_output_channel_times_fan_in():
+    net, (x, y) = toy(), data()
+    z1, _, z2 = toy_forward(net, x)
+    z1.retain_grad()
+    z2.retain_grad()
+    F.cross_entropy(z2, y).backward()
+    conv = 0.5 * (z1.detach() * z1.grad).sum((2, 3)).pow(2).mean(0)
+    fc = 0.5 * (z2.detach() * z2.grad).pow(2).mean(0)
+    ref = float(conv.sum() * (3 * 3 * 3) + fc.sum() * 4)
+    assert one("fisher", net, x, y) == pytest.approx(ref, rel=1e-5)
+
+
+def test_fisher_sees_factorized_reduce_convs():
+    class Reduce(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fr = FactorizedReduce(3, 4)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(self.fr(x).mean((2, 3)))
+
+    torch.manual_seed(0)
+    net, (x, y) = Reduce(), data()
+    even, odd = factorized_phases(F.relu(x))
+    z = torch.cat([F.conv2d(even, net.fr.conv_1.weight), F.conv2d(odd, net.fr.conv_2.weight)], 1)
+    z.retain_grad()
+    out = net.fc(F.batch_norm(z, None, None, net.fr.bn.weight, net.fr.bn.bias, training=True).mean((2, 3)))
+    out.retain_grad()
+    F.cross_entropy(out, y).backward()
+    s_z = 0.5 * (z.detach() * z.grad).sum((2, 3)).pow(2).mean(0)
+    s_out = 0.5 * (out.detach() * out.grad).pow(2).mean(0)
+    ref = float(s_z.sum() * 3 + s_out.sum() * 4)
+    assert one("fisher", net, x, y) == pytest.approx(ref, rel=1e-5)
+
+
+def test_synflow_by_hand_and_independent_of_data():
+    net, (x, y) = toy(), data()
+    p = {k: v.detach().double().abs().requires_grad_() for k, v in net.named_parameters()}
+    ones = torch.ones(1, 3, 8, 8, dtype=torch.float64)
+    h = F.conv2d(ones, p["conv.weight"], p["conv.bias"], padding=1)   # BN bypassed (NASLib synflow, bn=False)
+    r = F.linear(F.relu(h).mean((2, 3)), p["fc.weight"], p["fc.bias"]).sum()
+    gc, gf = torch.autograd.grad(r, [p["conv.weight"], p["fc.weight"]])
+    ref = float((p["conv.weight"].detach() * gc).abs().sum() + (p["fc.weight"].detach() * gf).abs().sum())
+    s = one("synflow", net, x, y)
+    assert s == pytest.approx(ref, rel=1e-12)
+    x2, y2 = data(n=4, seed=5)
+    assert one("synflow", net, x2 * 7, y2) == s
+    d = darts()
+    assert one("synflow", d, x, y % 5) == one("synflow", d, x2, y2 % 5)
+
+
+def test_jacov():
+    # uncorrelated Jacobian rows: the correlation is I, every eigenvalue 1
+    rows = np.array([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]])
+    k = 1e-5
+    assert jacov_score(rows) == pytest.approx(-2 * (math.log(1 + k) + 1 / (1 + k)), rel=1e-12)
+    assert math.isnan(jacov_score(np.array([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]])))   # a constant row
+    net, (x, y) = toy(), data()
+    xr = x.clone().requires_grad_()
+    (jac,) = torch.autograd.grad(toy_forward(net, xr)[2].sum(), [xr])
+    v = torch.linalg.eigvalsh(torch.corrcoef(jac.reshape(len(x), -1).double()))
+    ref = float(-(torch.log(v + k) + 1 / (v + k)).sum())
+    assert one("jacov", net, x, y) == pytest.approx(ref, rel=1e-6)
+
+
+def test_naswot_kernel_by_hand_and_order_invariance():
+    net, (x, y) = toy(), data()
+    codes = (toy_forward(net, x)[1] > 0).reshape(len(x), -1)
+    n_a = codes.shape[1]
+    k = torch.tensor([[n_a - int((codes[i] != codes[j]).sum()) for j in range(len(x))] for i in range(len(x))],
+                     dtype=torch.float64)
+    assert one("naswot", net, x, y) == pytest.approx(float(torch.linalg.slogdet(k)[1]), rel=1e-12)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    assert one("naswot", net, x[perm], y[perm]) == pytest.approx(one("naswot", net, x, y), rel=1e-12)
+    d = darts()
+    assert one("naswot", d, x[perm], y[perm]) == pytest.approx(one("naswot", d, x, y), rel=1e-9)
+
+
+def test_zen_by_hand():
+    net, (x, y) = toy(), data()
+    g = torch.Generator().manual_seed(3)
+    wc = torch.randn(net.conv.weight.shape, generator=g)                # draw order: weight layers, x, e
+    wf = torch.randn(net.fc.weight.shape, generator=g)
+    a = torch.randn(x.shape, generator=g)
+    e = torch.randn(x.shape, generator=g)
+
+    def feats(inp):
+        z = F.conv2d(inp, wc, None, padding=1)                          # biases 0, BN affine 1/0
+        return z, F.relu(F.batch_norm(z, None, None, None, None, training=True))
+
+    z, f = feats(a)
+    _, f_mix = feats(a + 0.01 * e)
+    ref = math.log(float((f - f_mix).abs().sum((1, 2, 3)).mean())) + 0.5 * math.log(float(z.var((0, 2, 3)).mean()))
+    assert wf.shape == (3, 4)
+    assert one("zen", net, x, y, seed=3) == pytest.approx(ref, rel=1e-5)
+    assert one("zen", net, x + 1, y, seed=3) == one("zen", net, x, y, seed=3)   # only the batch's shape counts
+
+
+# --- isolation, determinism, the genotype helper -----------------------------------------------------
+
+def _snapshot(net):
+    return ({k: v.clone() for k, v in net.state_dict().items()},
+            {n: m.training for n, m in net.named_modules()},
+            {n: (p.requires_grad, None if p.grad is None else p.grad.clone()) for n, p in net.named_parameters()})
+
+
+def _same(a, b):
+    (sa, ma, ga), (sb, mb, gb) = a, b
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) and sa[k].dtype == sb[k].dtype for k in sa)
+    assert ma == mb
+    assert ga.keys() == gb.keys()
+    for k in ga:
+        assert ga[k][0] == gb[k][0]
+        assert (ga[k][1] is None) == (gb[k][1] is None)
+        assert ga[k][1] is None or torch.equal(ga[k][1], gb[k][1])
+
+
+@pytest.mark.parametrize("which", ["toy", "darts"])
+def test_proxies_leave_the_model_alone_and_do_not_interact(which):
+    if which == "toy":
+        net, (x, y) = toy(), data()
+    else:
+        net, (x, y) = darts(aux=True), data(classes=5)
+        set_drop_prob(net, 0.3)
+    net.eval()
+    net.fc.train() if which == "toy" else net.trunk.cells[0].train()      # a mixed mode to restore
+    next(net.parameters()).requires_grad_(False)
+    F.cross_entropy(net(x), y).backward()                                  # existing gradients stay as they are
+    before = _snapshot(net)
+    rng = torch.get_rng_state()
+    together = compute_proxies(net, [(x[:4], y[:4]), (x[4:], y[4:])], F.cross_entropy, PROXY_NAMES, seed=1)
+    _same(before, _snapshot(net))
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(not isinstance(v, bool) and isinstance(v, float) for v in together.values())
+    alone = {name: one(name, net, x, y, seed=1) for name in reversed(PROXY_NAMES)}
+    assert alone == together                                               # same values in any order, bit for bit
+    if which == "darts":                                                   # drop-path is off inside, kept outside
+        assert net.trunk.drop_prob == 0.3
+        set_drop_prob(net, 0.0)
+        assert compute_proxies(net, [(x, y)], F.cross_entropy, ["grad_norm", "naswot"], seed=1) == \
+            {k: together[k] for k in ("grad_norm", "naswot")}
+
+
+def test_deterministic_for_a_seed():
+    net, (x, y) = darts(), data(classes=5)
+    a = compute_proxies(net, [(x, y)], F.cross_entropy, PROXY_NAMES, seed=0)
+    b = compute_proxies(net, [(x, y)], F.cross_entropy, PROXY_NAMES, seed=0)
+    assert a.keys() == set(PROXY_NAMES) and a == b
+    assert all(math.isfinite(v) for v in a.values()), a
+    assert compute_proxies(net, [(x, y)], F.cross_entropy, ["zen"], seed=1)["zen"] != a["zen"]
+
+
+def test_proxies_for_genotype_and_timings():
+    x, y = data(n=4, side=16, classes=10)
+    rng = torch.get_rng_state()
+    timings = {}
+    names = ["params", "synflow", "naswot", "l2_norm"]
+    s = proxies_for_genotype("DARTS_V2", [(x, y)], names, width=4, depth=2, seed=0, timings=timings)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert list(s) == names and set(timings) == set(names) and all(t > 0 for t in timings.values())
+    net = build_proxy_network("DARTS_V2", width=4, depth=2, image_size=16, num_classes=10, seed=0)
+    assert s["params"] == sum(p.numel() for p in net.parameters()) and net.aux_head is None
+    assert net.trunk.stem_kind == "cifar"
+    again = proxies_for_genotype(net.trunk.genotype, [(x, y)], names, width=4, depth=2, seed=0)
+    assert again == s
+    other = proxies_for_genotype("DARTS_V2", [(x, y)], ["l2_norm"], width=4, depth=2, seed=1)
+    assert other["l2_norm"] != s["l2_norm"]                                # the seed initialises the network
+
+
+def test_registry_and_errors():
+    assert tuple(PROXIES) == PROXY_NAMES == ("params", "flops", "grad_norm", "snip", "grasp", "fisher", "synflow",
+                                             "jacov", "naswot", "zen", "l2_norm")
+    net, (x, y) = toy(), data()
+    with pytest.raises(ValueError, match="unknown proxy 'nope'.*available: params"):
+        compute_proxies(net, [(x, y)], F.cross_entropy, ["nope"])
+    with pytest.raises(ValueError, match="at least one"):
+        compute_proxies(net, [], F.cross_entropy, ["params"])
