@@ -311,16 +311,43 @@ def test_sample_based_custom_genotype_train_and_study(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "MODEL.NUM_CLASSES 4: consistent (task rot derives 4 outputs)" in err
     assert "NAS.GENOTYPE + NAS.CUSTOM_GENOTYPE (8 + 8 ops) -> MODEL.GENOTYPE Genotype(" in err
-    assert "not reproduced: BN.USE_PRECISE_STATS True (no precise-BN pass" in err
+    assert "BN.USE_PRECISE_STATS True, BN.NUM_SAMPLES_PRECISE 1024 -> TRAIN.PRECISE_BN_IMAGES 1024" in err
+    assert cfg.TRAIN.PRECISE_BN_IMAGES == 1024 and "not reproduced" not in err
     # the study: rot's per-task keys go to its recipe, RNG_SEED to STUDY.SEEDS, the genotype is ignored
     seeded = _write(tmp_path, SAMPLE_DARTS_CIFAR10_ROT_00004 + "RNG_SEED: 2\n", "00004_seed2.yaml")
     study = load_cfg(study_defaults(), seeded)
+    assert study.TRAIN.PRECISE_BN_IMAGES == 1024     # every task of the study (not a per-task key)
     assert study.TASK_RECIPES.ROT.OPTIM.LR == 0.025 and study.TASK_RECIPES.ROT.TRAIN.BATCH_SIZE == 32
     assert study.TASK_RECIPES.ROT.TRAIN.TEST_BATCH_SIZE == 50
     assert study.OPTIM.LR == study_defaults().OPTIM.LR and study.TRAIN.EPOCHS == 100 and study.MODEL.DEPTH == 20
     assert list(study.STUDY.SEEDS) == [2] and study.TASK.NAME == study_defaults().TASK.NAME
     err = capsys.readouterr().err
     assert "translated for tools/rank_corr.py" in err and "the study's architectures come from STUDY.ARCHS" in err
+
+
+def test_precise_bn_keys(tmp_path, capsys):
+    """BN.USE_PRECISE_STATS + BN.NUM_SAMPLES_PRECISE -> TRAIN.PRECISE_BN_IMAGES (train, study); the search
+    has no precise-BN pass (a notice); a file that leaves them out runs without (the release's default)."""
+    sample = SAMPLE_DARTS_CIFAR10_ROT_00004.replace("NUM_SAMPLES_PRECISE: 1024", "NUM_SAMPLES_PRECISE: 512")
+    assert load_cfg(train_defaults(), _write(tmp_path, sample, "a.yaml")).TRAIN.PRECISE_BN_IMAGES == 512
+    assert load_cfg(study_defaults(), _write(tmp_path, sample, "b.yaml")).TRAIN.PRECISE_BN_IMAGES == 512
+    only_use = SAMPLE_DARTS_CIFAR10_ROT_00004.replace("  NUM_SAMPLES_PRECISE: 1024\n", "")
+    assert load_cfg(train_defaults(), _write(tmp_path, only_use, "c.yaml")).TRAIN.PRECISE_BN_IMAGES == 1024
+    assert "BN.NUM_SAMPLES_PRECISE 1024 (release default) -> TRAIN.PRECISE_BN_IMAGES 1024" in capsys.readouterr().err
+    off = SAMPLE_DARTS_CIFAR10_ROT_00004.replace("USE_PRECISE_STATS: True", "USE_PRECISE_STATS: False")
+    assert load_cfg(train_defaults(), _write(tmp_path, off, "d.yaml")).TRAIN.PRECISE_BN_IMAGES == 0
+    assert "ignored (no effect here): BN.NUM_SAMPLES_PRECISE 1024 (only used with" in capsys.readouterr().err
+    # left out: the release's default (off) even over a base config that had it on
+    base = load_cfg(train_defaults(), None, ["TRAIN.PRECISE_BN_IMAGES", "2048"])
+    base.defrost()
+    assert load_cfg(base, _write(tmp_path, EVAL_CLS_IMAGENET_ROT, "e.yaml")).TRAIN.PRECISE_BN_IMAGES == 0
+    assert "BN.USE_PRECISE_STATS False -> TRAIN.PRECISE_BN_IMAGES 0" in capsys.readouterr().err
+    search = load_cfg(search_defaults(), _write(tmp_path, SEARCH_CITYSCAPES_SEG + "BN: {USE_PRECISE_STATS: True}\n",
+                                                "f.yaml"))
+    assert "TRAIN" not in search or "PRECISE_BN_IMAGES" not in search.TRAIN
+    assert "not reproduced: BN.USE_PRECISE_STATS True (no precise-BN pass in the search" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="BN.NUM_SAMPLES_PRECISE 'many': not a positive integer"):
+        load_cfg(train_defaults(), _write(tmp_path, sample.replace("512", "many"), "g.yaml"))
 
 
 def test_release_yaml_dir_as_study_archs(tmp_path):

@@ -70,6 +70,23 @@ def test_fingerprint_and_genotype_conflicts(tmp_path, store):
         store.init_study(other, [], "cfg", "fp")
 
 
+def test_keys_added_later_keep_the_fingerprint_at_their_neutral_value():
+    """A training key added to the toolkit after a study started must not orphan its store while
+    the key holds the value that means "as before"; any other value is a different training."""
+    from unnas.study.config import _NEUTRAL_WHEN, fingerprint, study_defaults
+
+    cfg = study_defaults()
+    base = fingerprint(cfg)
+    for key, neutral in _NEUTRAL_WHEN.items():
+        node, leaf = key.rsplit(".", 1)
+        older = cfg.clone()
+        del older[node][leaf]                                  # the config before the key existed
+        assert fingerprint(older) == base, key
+        changed = cfg.clone()
+        changed[node][leaf] = neutral + 1
+        assert fingerprint(changed) != base, key
+
+
 def test_shards_partition_jobs_and_the_store_honours_them(store):
     jobs = make_jobs([f"x{i}" for i in range(50)], ["cls", "rot", "col", "jig"], [1, 2, 3])
     for n in (1, 2, 3, 7):

@@ -28,6 +28,7 @@ def add_data_cfg(cfg: CN) -> None:
     cfg.DATA.DOWNLOAD = False        # opt-in download (CIFAR through torchvision)
     cfg.DATA.MAX_TRAIN = 0           # use only the first N training images (0 = all)
     cfg.DATA.MAX_TEST = 0            # use only the first N test images (0 = all)
+    cfg.DATA.TRAIN_OFFSET = 0        # skip the first N training images (with MAX_TRAIN: a disjoint subset)
     cfg.DATA.SPLIT_SEED = 0          # seed of the shuffle before the weight/arch split
     cfg.DATA.SYNTHETIC = CN()
     cfg.DATA.SYNTHETIC.NUM_TRAIN = 10000

@@ -11,7 +11,7 @@ data; ``docs/release_configs.md`` renders it), over the release's own defaults f
 leaves out (:data:`RELEASE_DEFAULTS`); our settings that have no release key but must match how the
 release runs are set too (:data:`RELEASE_BEHAVIOUR`). A notice lists what became what, what is
 ignored (the release's machinery: GPUs, cuDNN, log destinations, ...) and what is not reproduced
-(precise BN). A key or value with no equivalent here (``MODEL.TYPE resnet``, ``nas_bench``,
+(the search's precise BN). A key or value with no equivalent here (``MODEL.TYPE resnet``, ``nas_bench``,
 ``OPTIM.LR_POLICY steps``, a class count that contradicts the task) is one ConfigError line.
 
 ``RNG_SEED`` is also an alias of our ``SEED`` in our own YAMLs and on the command line (in the study,
@@ -123,9 +123,10 @@ RULES: dict[str, Rule] = {
     # BN (NAS networks use PyTorch's BN defaults, as ours)
     "BN.EPS": _all(Ignore("PyTorch's default, as ours", ok=(1e-5,), bad="our BN layers use eps 1e-5")),
     "BN.MOM": _all(Ignore("PyTorch's default, as ours", ok=(0.1,), bad="our BN layers use momentum 0.1")),
-    "BN.USE_PRECISE_STATS": _all(Differs("no precise-BN pass after each epoch: BN keeps the running averages "
-                                         "of training", inert=(False,))),
-    "BN.NUM_SAMPLES_PRECISE": _all(Ignore("only used with BN.USE_PRECISE_STATS")),
+    "BN.USE_PRECISE_STATS": Rule(Differs("no precise-BN pass in the search: BN keeps the running averages of "
+                                         "training; the trainer has one, TRAIN.PRECISE_BN_IMAGES", inert=(False,)),
+                                 Special("precise_bn")),
+    "BN.NUM_SAMPLES_PRECISE": Rule(Ignore("only used with BN.USE_PRECISE_STATS"), Special("precise_bn")),
     "BN.ZERO_INIT_FINAL_GAMMA": _all(Ignore("ResNet/AnyNet blocks only")),
     "BN.USE_CUSTOM_WEIGHT_DECAY": _all(Ignore("off", ok=(False,), bad="no separate weight decay for BN parameters")),
     "BN.CUSTOM_WEIGHT_DECAY": _all(Ignore("only used with BN.USE_CUSTOM_WEIGHT_DECAY")),
@@ -195,6 +196,7 @@ RELEASE_DEFAULTS: dict[str, Any] = {
     "OPTIM.ITER_LR": False, "OPTIM.ARCH_BASE_LR": 3e-4, "OPTIM.ARCH_WEIGHT_DECAY": 1e-3,
     "OPTIM.ARCH_OPTIM": "adam", "OPTIM.ARCH_EPOCH": 0.0,
     "TRAIN.BATCH_SIZE": 128, "TRAIN.EVAL_PERIOD": 1, "TEST.BATCH_SIZE": 200,
+    "BN.USE_PRECISE_STATS": False, "BN.NUM_SAMPLES_PRECISE": 1024,
 }
 # Defaults that only matter for one task.
 _TASK_ONLY_DEFAULTS = {"JIGSAW_GRID": "jig", "TRAIN.GRAY_PERCENTAGE": "jig", "MODEL.ASPP_CHANNELS": "seg",
@@ -585,6 +587,30 @@ def _h_loss(key, value, eff, task, tool, t, out, lines, done, explicit):
                           "label_smoothed_cross_entropy)")
 
 
+def _h_precise_bn(key, value, eff, task, tool, t, out, lines, done, explicit):
+    done.update({"BN.USE_PRECISE_STATS", "BN.NUM_SAMPLES_PRECISE"})
+    given = eff["__given__"]
+    use, n = eff.get("BN.USE_PRECISE_STATS", False), eff.get("BN.NUM_SAMPLES_PRECISE", 1024)
+    if not isinstance(use, bool):
+        t.problems.append(f"BN.USE_PRECISE_STATS {use!r}: not True or False")
+        return
+    if not use:
+        out["TRAIN.PRECISE_BN_IMAGES"] = 0
+        lines.append("BN.USE_PRECISE_STATS False -> TRAIN.PRECISE_BN_IMAGES 0 (no precise BN)")
+        if explicit and "BN.NUM_SAMPLES_PRECISE" in given:
+            t.ignored.append(f"BN.NUM_SAMPLES_PRECISE {_fmt(n)} (only used with BN.USE_PRECISE_STATS)")
+        return
+    if isinstance(n, bool) or not str(n).strip().isdigit() or int(n) < 1:
+        t.problems.append(f"BN.NUM_SAMPLES_PRECISE {n!r}: not a positive integer")
+        return
+    n = int(n)
+    shown = "BN.USE_PRECISE_STATS True, BN.NUM_SAMPLES_PRECISE " + (f"{n}" if "BN.NUM_SAMPLES_PRECISE" in given
+                                                                   else f"{n} (release default)")
+    out["TRAIN.PRECISE_BN_IMAGES"] = n
+    lines.append(f"{shown} -> TRAIN.PRECISE_BN_IMAGES {n} (BN statistics recomputed on training batches before "
+                 "each evaluation)")
+
+
 def _h_lr_policy(key, value, eff, task, tool, t, out, lines, done, explicit):
     if str(value) != "cos":
         t.problems.append(f"OPTIM.LR_POLICY {value} has no equivalent here (only the cosine schedule, cos)")
@@ -649,7 +675,8 @@ def _h_test_dataset(key, value, eff, task, tool, t, out, lines, done, explicit):
 
 _SPECIAL = {"task": _h_task, "out_dir": _h_out_dir, "model_type": _h_model_type, "num_classes": _h_num_classes,
             "input_channels": _h_input_channels, "loss": _h_loss, "lr_policy": _h_lr_policy,
-            "genotype": _h_genotype, "dataset": _h_dataset, "test_dataset": _h_test_dataset}
+            "genotype": _h_genotype, "dataset": _h_dataset, "test_dataset": _h_test_dataset,
+            "precise_bn": _h_precise_bn}
 
 
 def _route_study(values: dict, task: str | None, t: Translation) -> dict:

@@ -86,10 +86,12 @@ class BatchStream:
         cycle, k = divmod(step, len(self))
         return self._load(self._keys(self._order(epoch, cycle), epoch, k, cycle))
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (uint8 images, labels) on the CPU for steps ``start..len-1`` of ``epoch``."""
+    def epoch(self, epoch: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (uint8 images, labels) on the CPU for steps ``start..stop-1`` of ``epoch`` (``stop``
+        None: to the end; a loader reads no batch past ``stop``)."""
         order = self._order(epoch)
-        batches = [self._keys(order, epoch, step) for step in range(start, len(self))]
+        end = len(self) if stop is None else min(stop, len(self))
+        batches = [self._keys(order, epoch, step) for step in range(start, end)]
         if self.dataset.in_memory:
             for keys in batches:
                 yield self._load(keys)

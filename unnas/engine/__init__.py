@@ -10,9 +10,9 @@ from .hooks import (CheckpointHook, EvalHook, Hook, MetricsHook, Period, Progres
                     truncate_jsonl)
 from .loop import LoopBase
 from .schedule import LRSchedule, cosine
-from .setup import RunContext, build_stream, check_task_data, per_rank_batch, setup_run, wrap_ddp
+from .setup import RunContext, build_stream, check_task_data, per_rank_batch, setup_run, train_window, wrap_ddp
 
 __all__ = ["Checkpointer", "load_checkpoint", "NonFiniteLossError", "check_finite", "Hook", "Period",
            "MetricsHook", "TensorBoardHook", "ProgressHook", "CheckpointHook", "EvalHook", "truncate_jsonl",
            "LoopBase", "LRSchedule", "cosine", "RunContext", "setup_run", "build_stream", "check_task_data",
-           "per_rank_batch", "wrap_ddp"]
+           "per_rank_batch", "train_window", "wrap_ddp"]

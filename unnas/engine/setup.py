@@ -2,6 +2,7 @@
 the data/task compatibility check and DDP wrapping."""
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -11,6 +12,8 @@ import torch
 from unnas.config import ConfigError
 from unnas.data import BatchStream, DataError
 from unnas.utils import distributed as du
+
+log = logging.getLogger("unnas")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,22 @@ def per_rank_batch(batch_size: int, ctx: RunContext, key: str) -> int:
     if batch_size % ctx.world:
         raise ConfigError(f"{key} {batch_size} is not divisible by the {ctx.world} processes")
     return batch_size // ctx.world
+
+
+def train_window(n_images: int, offset: int, limit: int, dataset: str) -> range:
+    """The training images a run uses: ``[offset, offset + limit)`` of the split's ``n_images``
+    (``DATA.TRAIN_OFFSET``, ``DATA.MAX_TRAIN``; limit 0 = to the end, a window past the end stops
+    there). Different offsets with the same limit give disjoint subsets."""
+    if offset < 0:
+        raise ConfigError(f"DATA.TRAIN_OFFSET must be >= 0, got {offset}")
+    if offset >= n_images:
+        raise ConfigError(f"DATA.TRAIN_OFFSET {offset} skips every training image: data set {dataset} has {n_images}; "
+                          f"use an offset below {n_images}")
+    stop = n_images if not limit else min(n_images, offset + limit)
+    if limit and offset + limit > n_images:
+        log.warning("DATA.TRAIN_OFFSET %d + DATA.MAX_TRAIN %d runs past the %d training images of %s: using %d",
+                    offset, limit, n_images, dataset, stop - offset)
+    return range(offset, stop)
 
 
 def build_stream(dataset, indices: Sequence[int], batch_size: int, seed: int, stream: int, ctx: RunContext,

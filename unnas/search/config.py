@@ -124,6 +124,7 @@ def validate_search_cfg(cfg: CN) -> None:
           f"need OPTIM.LR > 0 and 0 <= OPTIM.LR_MIN <= OPTIM.LR, got {cfg.OPTIM.LR} and {cfg.OPTIM.LR_MIN}")
     check(cfg.OPTIM.GRAD_CLIP >= 0, "OPTIM.GRAD_CLIP must be >= 0 (0 disables clipping)")
     check(cfg.DATA.MAX_TRAIN >= 0 and cfg.DATA.MAX_TEST >= 0, "DATA.MAX_TRAIN/MAX_TEST must be >= 0")
+    check(cfg.DATA.TRAIN_OFFSET >= 0, f"DATA.TRAIN_OFFSET must be >= 0, got {cfg.DATA.TRAIN_OFFSET}")
     check(cfg.LOG_PERIOD >= 1, "LOG_PERIOD must be >= 1")
     try:
         canonical_task_name(cfg.TASK.NAME)

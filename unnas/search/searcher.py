@@ -14,7 +14,8 @@ import torch
 from unnas.config import task_options
 from unnas.data import build_dataset, step_generator
 from unnas.engine import (Checkpointer, CheckpointHook, EvalHook, Hook, LoopBase, LRSchedule, NonFiniteLossError,
-                          Period, build_stream, check_finite, check_task_data, per_rank_batch, setup_run)
+                          Period, build_stream, check_finite, check_task_data, per_rank_batch, setup_run,
+                          train_window)
 from unnas.engine.evaluation import evaluate
 from unnas.tasks import build_task
 from unnas.utils import distributed as du
@@ -45,8 +46,12 @@ class Searcher(LoopBase):
 
         # ---- data: the training split, divided into a weight half and an architecture half
         full = build_dataset(cfg.DATA, "train")
-        n = len(full) if cfg.DATA.MAX_TRAIN == 0 else min(len(full), cfg.DATA.MAX_TRAIN)
-        perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(cfg.DATA.SPLIT_SEED))[:n]
+        # DATA.MAX_TRAIN images of a DATA.SPLIT_SEED shuffle, after skipping its first DATA.TRAIN_OFFSET
+        # (another offset: a disjoint subset)
+        window = train_window(len(full), cfg.DATA.TRAIN_OFFSET, cfg.DATA.MAX_TRAIN, cfg.DATA.DATASET)
+        perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(cfg.DATA.SPLIT_SEED))
+        perm = perm[window.start:window.stop]
+        n = len(perm)
         n_w = int(cfg.SEARCH.PORTION * n)
         self.weight_idx, self.arch_idx = perm[:n_w].tolist(), perm[n_w:].tolist()
         self.dataset = full

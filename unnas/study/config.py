@@ -23,6 +23,12 @@ _NON_TRAINING = {
 }
 
 
+# Keys added after studies existed, with the value that means "as before the key existed": a key at
+# that value is left out of the fingerprint, so upgrading the toolkit does not orphan a study's store.
+# Every training key added from now on goes here with its neutral value.
+_NEUTRAL_WHEN = {"TRAIN.PRECISE_BN_IMAGES": 0, "DATA.TRAIN_OFFSET": 0}
+
+
 # Trainer keys that make no sense inside a study (the genotype comes from the job).
 _DROPPED = (("MODEL", "GENOTYPE"), ("TRAIN", "INIT_FROM"), ("TRAIN", "LINEAR_PROBE"))
 
@@ -143,7 +149,7 @@ def fingerprint(cfg: CN) -> str:
         out = {}
         for k, v in node.items():
             name = f"{prefix}{k}"
-            if name in _NON_TRAINING:
+            if name in _NON_TRAINING or (name in _NEUTRAL_WHEN and v == _NEUTRAL_WHEN[name]):
                 continue
             out[k] = strip(v, name + ".") if isinstance(v, CN) else v
         return out

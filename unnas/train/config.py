@@ -52,6 +52,8 @@ def train_defaults() -> CN:
     cfg.TRAIN.STEPS_PER_EPOCH = 0    # cap on steps per epoch (0 = a full pass)
     cfg.TRAIN.EVAL_PERIOD = 1        # evaluate on the test split every N epochs (and at the end)
     cfg.TRAIN.EVAL_BATCHES = 0       # cap on evaluation batches (0 = the whole test split)
+    cfg.TRAIN.PRECISE_BN_IMAGES = 0  # before each evaluation, recompute BN statistics on this many training
+                                     # images (release sample-based: 1024, pycls BN.NUM_SAMPLES_PRECISE); 0 = off
     cfg.TRAIN.INIT_FROM = ""         # checkpoint of an earlier run (e.g. a pretext task): initialise the trunk
     cfg.TRAIN.LINEAR_PROBE = False   # with INIT_FROM: freeze the trunk, train only a new linear head
 
@@ -106,6 +108,10 @@ def validate_train_cfg(cfg: CN) -> None:
           f"MODEL.STEM must be auto, cifar or imagenet, got {cfg.MODEL.STEM!r}")
     check(cfg.MODEL.WIDTH == 0 or (cfg.MODEL.WIDTH >= 2 and cfg.MODEL.WIDTH % 2 == 0),
           f"MODEL.WIDTH must be an even number >= 2 (or 0 = the genotype's eval width), got {cfg.MODEL.WIDTH}")
+    check(cfg.TRAIN.PRECISE_BN_IMAGES >= 0, f"TRAIN.PRECISE_BN_IMAGES must be >= 0, got {cfg.TRAIN.PRECISE_BN_IMAGES}")
+    check(cfg.TRAIN.PRECISE_BN_IMAGES == 0 or cfg.TRAIN.PRECISE_BN_IMAGES >= cfg.TRAIN.BATCH_SIZE,
+          f"TRAIN.PRECISE_BN_IMAGES {cfg.TRAIN.PRECISE_BN_IMAGES} is less than one batch (TRAIN.BATCH_SIZE "
+          f"{cfg.TRAIN.BATCH_SIZE}): set it to 0 (off) or at least {cfg.TRAIN.BATCH_SIZE}")
     check(cfg.MODEL.DEPTH >= 1, f"MODEL.DEPTH must be >= 1, got {cfg.MODEL.DEPTH}")
     check(cfg.MODEL.AUX_WEIGHT >= 0, f"MODEL.AUX_WEIGHT must be >= 0, got {cfg.MODEL.AUX_WEIGHT}")
     check(0.0 <= cfg.MODEL.DROP_PATH < 1.0, f"MODEL.DROP_PATH must be in [0, 1), got {cfg.MODEL.DROP_PATH}")
@@ -132,6 +138,7 @@ def validate_train_cfg(cfg: CN) -> None:
           "TRAIN.LINEAR_PROBE needs TRAIN.INIT_FROM (the checkpoint whose trunk is probed)")
     check(cfg.AMP in ("none", "bf16", "fp16"), f"AMP must be none, bf16 or fp16, got {cfg.AMP!r}")
     check(cfg.DATA.MAX_TRAIN >= 0 and cfg.DATA.MAX_TEST >= 0, "DATA.MAX_TRAIN/MAX_TEST must be >= 0")
+    check(cfg.DATA.TRAIN_OFFSET >= 0, f"DATA.TRAIN_OFFSET must be >= 0, got {cfg.DATA.TRAIN_OFFSET}")
     check(cfg.LOG_PERIOD >= 1, "LOG_PERIOD must be >= 1")
     check(cfg.NUM_THREADS >= 0, "NUM_THREADS must be >= 0 (0 = auto)")
     check(bool(str(cfg.MODEL.GENOTYPE).strip()) or bool(cfg.TRAIN.INIT_FROM),

@@ -9,7 +9,8 @@ segmentation. Batches come from deterministic :class:`~unnas.data.BatchStream` s
 draw (augmentation, task, cutout, drop-path) is seeded from (SEED, epoch, step, rank), so a run
 resumed from its last checkpoint continues exactly as an uninterrupted one. The loop runs on the
 shared engine (:mod:`unnas.engine`): evaluation, metrics, TensorBoard, progress and checkpoints
-are hooks.
+are hooks. With ``TRAIN.PRECISE_BN_IMAGES`` the BN statistics are recomputed on training batches
+before each evaluation (:mod:`unnas.train.precise_bn`, as the release's sample-based trainings).
 
 Outputs in ``out_dir`` (rank 0): ``config.yaml``, ``metrics.jsonl`` (one JSON line per epoch, plus
 ``type: step`` lines every LOG_PERIOD steps), ``tb/`` (TensorBoard), ``checkpoint_best.pt`` (the
@@ -33,7 +34,7 @@ from unnas.config import ConfigError, task_options
 from unnas.data import build_dataset, step_generator
 from unnas.engine import (Checkpointer, CheckpointHook, EvalHook, Hook, LoopBase, LRSchedule, MetricsHook,
                           NonFiniteLossError, Period, ProgressHook, TensorBoardHook, build_stream, check_finite,
-                          check_task_data, per_rank_batch, setup_run, wrap_ddp)
+                          check_task_data, per_rank_batch, setup_run, train_window, wrap_ddp)
 from unnas.engine.evaluation import evaluate
 from unnas.engine.setup import threads_note
 from unnas.tasks import build_task
@@ -42,12 +43,17 @@ from unnas.utils.io import atomic_write_text
 from unnas.utils.memory_format import use_channels_last
 
 from .network import build_train_network, input_adapter, resolve_network
+from .precise_bn import PreciseBNHook, precise_bn_stats
 from .regularization import cutout, smoothed_cross_entropy
 
 log = logging.getLogger("unnas.train")
 
-# Streams of the per-step generators (unnas.data.loader.step_generator); + 16 * rank.
-_AUG, _TASK, _CUTOUT, _EVAL, _DROP = range(5)
+# Streams of the per-step generators (unnas.data.loader.step_generator); + 16 * rank. The precise-BN
+# pass draws from streams of its own, so it changes no draw of training.
+_AUG, _TASK, _CUTOUT, _EVAL, _DROP, _BN_AUG, _BN_TASK, _BN_CUTOUT, _BN_DROP = range(9)
+_TRAIN_STREAMS, _BN_STREAMS = (_AUG, _TASK, _CUTOUT), (_BN_AUG, _BN_TASK, _BN_CUTOUT)
+# Batch streams (BatchStream ``stream``): training, test, precise-BN batches.
+_TRAIN_DATA, _TEST_DATA, _BN_DATA = range(3)
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 
 __all__ = ["Trainer", "NonFiniteLossError", "lr_schedule", "lr_at", "train_optimizer", "cutout", "smoothed_cross_entropy",
@@ -95,14 +101,18 @@ class Trainer(LoopBase):
         self.train_set = build_dataset(cfg.DATA, "train")
         self.test_set = build_dataset(cfg.DATA, "test")
         info = self.train_set.info
-        n_train = len(self.train_set) if not cfg.DATA.MAX_TRAIN else min(len(self.train_set), cfg.DATA.MAX_TRAIN)
+        train_idx = train_window(len(self.train_set), cfg.DATA.TRAIN_OFFSET, cfg.DATA.MAX_TRAIN, cfg.DATA.DATASET)
+        n_train = len(train_idx)
         n_test = len(self.test_set) if not cfg.DATA.MAX_TEST else min(len(self.test_set), cfg.DATA.MAX_TEST)
         per_rank = per_rank_batch(cfg.TRAIN.BATCH_SIZE, self.ctx, "TRAIN.BATCH_SIZE")
         test_bs = max(1, (cfg.TRAIN.TEST_BATCH_SIZE or cfg.TRAIN.BATCH_SIZE) // self.world)
         workers = cfg.DATA.NUM_WORKERS
-        self.train_stream = build_stream(self.train_set, range(n_train), per_rank, cfg.SEED, 0, self.ctx, workers)
-        self.test_stream = build_stream(self.test_set, range(n_test), test_bs, cfg.SEED, 1, self.ctx, workers,
+        self.train_stream = build_stream(self.train_set, train_idx, per_rank, cfg.SEED, _TRAIN_DATA, self.ctx, workers)
+        self.test_stream = build_stream(self.test_set, range(n_test), test_bs, cfg.SEED, _TEST_DATA, self.ctx, workers,
                                         shuffle=False, drop_last=False)
+        # precise BN (pycls): min(NUM_SAMPLES_PRECISE // batch, batches per epoch) batches of fresh draws
+        self.bn_stream = build_stream(self.train_set, train_idx, per_rank, cfg.SEED, _BN_DATA, self.ctx, workers)
+        self.precise_bn_batches = min(cfg.TRAIN.PRECISE_BN_IMAGES // cfg.TRAIN.BATCH_SIZE, len(self.bn_stream))
         self.epochs = cfg.TRAIN.EPOCHS
         self.steps_per_epoch = len(self.train_stream)
         if cfg.TRAIN.STEPS_PER_EPOCH:
@@ -156,8 +166,10 @@ class Trainer(LoopBase):
                 writers.append(TensorBoardHook(Period(cfg.LOG_PERIOD, "step")))
             if progress:
                 writers.append(ProgressHook("train"))
-        eval_hook = EvalHook(self.evaluate, Period(cfg.TRAIN.EVAL_PERIOD, "epoch", final=True), "test_")
-        super().__init__([eval_hook, *writers, *(hooks or []), CheckpointHook()])
+        eval_period = Period(cfg.TRAIN.EVAL_PERIOD, "epoch", final=True)
+        first = [PreciseBNHook(self.recompute_bn_stats, eval_period)] if self.precise_bn_batches else []
+        eval_hook = EvalHook(self.evaluate, eval_period, "test_")
+        super().__init__([*first, eval_hook, *writers, *(hooks or []), CheckpointHook()])
 
         # ---- loop state besides the counters (all of it goes into the checkpoint)
         self.history: list[dict] = []
@@ -182,17 +194,21 @@ class Trainer(LoopBase):
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def prepare(self, batch, train: bool, epoch: int, step: int):
+    def prepare(self, batch, train: bool, epoch: int, step: int, streams: tuple = _TRAIN_STREAMS):
+        """Network input and targets of a batch of uint8 images: training (``train``: augmentation,
+        the task's training draws, cutout; from the generator ``streams`` (aug, task, cutout)) or
+        evaluation."""
+        aug, task, cut = streams
         images, labels = batch
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         if train:
-            images, labels = self.train_set.augment_batch(images, labels, self._gen(epoch, step, _AUG))
-        x, y = self.task.make_batch(images, labels, train, self._gen(epoch, step, _EVAL if not train else _TASK))
+            images, labels = self.train_set.augment_batch(images, labels, self._gen(epoch, step, aug))
+        x, y = self.task.make_batch(images, labels, train, self._gen(epoch, step, _EVAL if not train else task))
         if self.input_task is not None:
             x = self.input_task.make_input(images)
         if train and self.cfg.TRAIN.CUTOUT > 0 and x.dim() == 4:
-            x = cutout(x, self.cfg.TRAIN.CUTOUT, self._gen(epoch, step, _CUTOUT))
+            x = cutout(x, self.cfg.TRAIN.CUTOUT, self._gen(epoch, step, cut))
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
@@ -246,6 +262,26 @@ class Trainer(LoopBase):
         finally:
             if was_training:
                 self.set_train_mode()
+
+    def recompute_bn_stats(self, epoch: int) -> int:
+        """Precise BN (``TRAIN.PRECISE_BN_IMAGES``): recompute the BN running statistics over
+        ``precise_bn_batches`` training batches, built as training builds them (augmentation, the
+        task's inputs, cutout, drop-path at this epoch's rate), in training mode, without a parameter
+        update. The batches and draws are functions of (SEED, epoch, step) on streams of their own,
+        and the global RNG (drop-path) is forked, so training draws exactly what it would without
+        this pass and a resumed run stays exact. Returns the number of batches used."""
+        k = self.precise_bn_batches
+        inputs = (self.prepare(batch, True, epoch, step, _BN_STREAMS)[0]
+                  for step, batch in enumerate(self.bn_stream.epoch(epoch, stop=k)))
+        was_training = self.model.training
+        self.set_train_mode()
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                torch.manual_seed(_seed_from(self.cfg.SEED, epoch, _BN_DROP + 16 * self.rank))
+                return precise_bn_stats(self.model, inputs, k, self._autocast, du.all_reduce_sum_)
+        finally:
+            if not was_training:
+                self.model.eval()
 
     # ---- the loop ------------------------------------------------------------------------
     def run(self, stop_after: int | None = None) -> dict:
