@@ -8,6 +8,7 @@
   torchrun --nproc_per_node 8 tools/rank_corr.py run --out runs/c10_500 # 8 ranks claim jobs dynamically
   python tools/rank_corr.py analyze runs/c10_500 [--supervised-table table.csv]
   python tools/rank_corr.py analyze runs/c10_500 --metric final   # to runs/c10_500/analysis_final/
+  python tools/rank_corr.py analyze runs/c10_500 --reference runs/in1k_500:cls   # to analysis_ref_in1k_500_cls/
   python tools/rank_corr.py sample --num-archs 100 --seed 0 --out archs.json
   python tools/rank_corr.py status runs/c10_500
 
@@ -27,7 +28,7 @@ PROG = "rank_corr.py"
 # subcommand -> its one-line description (the top-level --help and each subcommand's --help)
 COMMANDS = {
     "run": "run (or resume, extend, join) a study; the default when no command is given",
-    "analyze": "correlation tables and plots of a study (analysis/, or analysis_final/ for --metric final)",
+    "analyze": "correlation tables, baselines, random experiment and plots of a study (RUN_DIR/analysis*/)",
     "sample": "write N random architectures as JSON",
     "status": "job counts, running jobs and failures of a study",
 }
@@ -197,16 +198,19 @@ def _cmd_run(args) -> int:
         return _analyze(cfg, out, cfg.STUDY.SUPERVISED_TABLE or None)
 
 
-def _analyze(cfg, run_dir, table, metric=None, n_boot=None, reference=None) -> int:
+def _analyze(cfg, run_dir, table, metric=None, n_boot=None, reference=None, reference_run=None,
+             reference_task=None, baselines=True, randexp_seed=0) -> int:
     from unnas.study.analysis import analyze_run
 
     s = analyze_run(run_dir, reference or cfg.STUDY.SUPERVISED, metric or cfg.STUDY.METRIC, table,
-                    cfg.STUDY.BOOTSTRAP if n_boot is None else n_boot, cfg.STUDY.BOOTSTRAP_SEED)
+                    cfg.STUDY.BOOTSTRAP if n_boot is None else n_boot, cfg.STUDY.BOOTSTRAP_SEED,
+                    reference_run=reference_run, reference_task=reference_task, baselines=baselines,
+                    randexp_seed=randexp_seed)
     print(f"\nRank correlations ({s['metric']} test metric, mean over seeds; 95% bootstrap CIs, "
           f"{s['bootstrap']['resamples']} resamples):\n")
     print(s["table_md"])
     print(f"written to {s['out_dir']}/: correlations.md, correlations.csv, correlations.json, task_matrix.csv, "
-          "archs.csv, scatter.png")
+          "archs.csv, scatter.png, randexp.csv, randexp.png")
     return 0
 
 
@@ -235,17 +239,29 @@ def cmd_analyze(argv) -> int:
     p.add_argument("--supervised-table", help="JSON/CSV arch id or genotype -> accuracy, used as the reference")
     p.add_argument("--metric", choices=["best", "final"],
                    help="default STUDY.METRIC (best); final writes to RUN_DIR/analysis_final/, beside analysis/")
-    p.add_argument("--reference", help="reference task (default STUDY.SUPERVISED, cls)")
+    p.add_argument("--reference", metavar="TASK|DIR[:TASK]",
+                   help="TASK: this study's reference task (default STUDY.SUPERVISED, cls); DIR[:TASK]: another "
+                        "study's TASK (default its STUDY.SUPERVISED), mean over its seeds, matched by genotype, as "
+                        "the reference (outputs to RUN_DIR/analysis_ref_<DIR name>_<TASK>/)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default STUDY.BOOTSTRAP)")
+    p.add_argument("--randexp-seed", type=int, default=0, help="seed of the random experiment (default 0)")
+    p.add_argument("--no-baselines", action="store_true", help="leave out the params/macs baseline rows")
     args = p.parse_args(argv)
     with user_errors(PROG, "rerun it"):
         from unnas.config import ConfigError
+        from unnas.study.reference import parse_reference
+
         run_dir = Path(args.run_dir)
         if args.bootstrap is not None and args.bootstrap < 0:
             raise ConfigError("--bootstrap must be >= 0")
+        ref_run, ref_task = parse_reference(args.reference) if args.reference else (None, None)
+        if ref_run is not None and args.supervised_table:
+            raise ConfigError("use either --supervised-table or --reference DIR, not both")
         cfg = _stored_cfg(run_dir)
-        return _analyze(cfg, run_dir, args.supervised_table or cfg.STUDY.SUPERVISED_TABLE or None,
-                        args.metric, args.bootstrap, args.reference)
+        table = None if ref_run is not None else args.supervised_table or cfg.STUDY.SUPERVISED_TABLE or None
+        return _analyze(cfg, run_dir, table, args.metric, args.bootstrap, None if ref_run is not None else ref_task,
+                        reference_run=ref_run, reference_task=ref_task, baselines=not args.no_baselines,
+                        randexp_seed=args.randexp_seed)
 
 
 def cmd_sample(argv) -> int:

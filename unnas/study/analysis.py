@@ -8,12 +8,15 @@ architectures (``scipy.stats.bootstrap``: BCa, percentile where BCa cannot be co
 logged warning where the data cannot support an interval, see :func:`correlations`), and a flag
 for saturated tasks (see :func:`saturation`). Also: a task-vs-task Spearman matrix, and, for a task
 with >= 2 seeds, the mean Spearman rho between its seeds (the noise ceiling: two runs of the same
-task agree this well).
+task agree this well). Training-free baselines (``params``, ``macs`` of each network,
+:mod:`unnas.study.baselines`) get rows of their own, and the random experiment of the paper's Fig. 5
+(:mod:`unnas.study.randexp`) runs on every task, baseline and the reference (the oracle).
 
-Outputs in ``RUN_DIR/analysis/`` (``analysis_final/`` for the ``final`` metric, see
-:func:`analysis_dirname`): ``correlations.{md,csv,json}``, ``task_matrix.csv``,
-``archs.csv`` (per-architecture means), ``scatter.png`` (x = supervised accuracy, one panel per
-task, rho in the legend, a robust Theil-Sen regression line).
+Outputs in ``RUN_DIR/analysis/`` (``analysis_final/`` for the ``final`` metric,
+``analysis_ref_<study>_<task>/`` against another study's reference, see :func:`analysis_dirname`):
+``correlations.{md,csv,json}``, ``task_matrix.csv``, ``archs.csv`` (per-architecture means and
+baselines), ``scatter.png`` (x = supervised accuracy, one panel per task, rho in the legend, a robust
+Theil-Sen regression line; baselines are not plotted), ``randexp.{csv,png}``.
 """
 from __future__ import annotations
 
@@ -277,7 +280,11 @@ def load_table(path: str | Path, archs: Sequence[Arch]) -> dict[str, float]:
 
 # ---- analysis ------------------------------------------------------------------------------------
 def analyze_values(means: Mapping[str, Mapping[str, float]], by_seed: Mapping, reference: str,
-                   n_boot: int = 1000, seed: int = 0) -> dict:
+                   n_boot: int = 1000, seed: int = 0, baselines: Mapping[str, Mapping[str, float]] | None = None) -> dict:
+    """The summary of a study's per-architecture values (``means``, ``by_seed`` from :func:`per_arch`):
+    one row per task against ``reference``, then one per training-free baseline (``baselines``:
+    ``{name: {arch: value}}``; rows with ``baseline`` True, no seeds, no saturation test; not in the
+    task matrix)."""
     if reference not in means:
         raise ConfigError(f"no results for the supervised reference {reference!r}; train it (STUDY.TASKS) or "
                           "pass --supervised-table")
@@ -289,11 +296,17 @@ def analyze_values(means: Mapping[str, Mapping[str, float]], by_seed: Mapping, r
         x = [ref[a] for a in common]
         y = [means[t][a] for a in common]
         rows.append({"task": t, "reference": reference, **correlations(x, y, n_boot, seed),
-                     "seeds": len(by_seed.get(t, {})), "mean": float(np.mean(y)) if y else math.nan})
+                     "seeds": len(by_seed.get(t, {})), "mean": float(np.mean(y)) if y else math.nan, "baseline": False})
+    for b, values in (baselines or {}).items():
+        common = sorted(set(ref) & set(values))
+        x = [ref[a] for a in common]
+        y = [values[a] for a in common]
+        rows.append({"task": b, "reference": reference, **correlations(x, y, n_boot, seed),
+                     "seeds": 0, "mean": float(np.mean(y)) if y else math.nan, "baseline": True})
     saturated = {t: saturation(v, by_seed.get(t)) for t, v in means.items()}
     warn_lines = []
     for r in rows:
-        r["saturated"] = saturated[r["task"]]["saturated"]
+        r["saturated"] = False if r["baseline"] else saturated[r["task"]]["saturated"]
         r["reference_saturated"] = saturated[reference]["saturated"]
         if r["ci_note"] and n_boot:
             warn_lines.append(f"{r['task']} vs {reference}: no 95% interval: {r['ci_note']}")
@@ -361,11 +374,21 @@ def format_table(summary: dict) -> str:
     for r in summary["rows"]:
         c = ceil.get(r["task"], {}).get("mean_spearman")
         note = f"CI n/a: {r['ci_note']}" if r.get("ci_note") else ""
-        lines.append(f"| {r['task']} | {r['n']} | {r['seeds']} | {_f(r['spearman'])} {_ci(r['spearman_ci'])} | "
+        name, seeds = (f"{r['task']} (baseline)", "-") if r.get("baseline") else (r["task"], r["seeds"])
+        lines.append(f"| {name} | {r['n']} | {seeds} | {_f(r['spearman'])} {_ci(r['spearman_ci'])} | "
                      f"{_f(r['kendall'])} {_ci(r['kendall_ci'])} | {_f(r['pearson'])} {_ci(r['pearson_ci'])} | "
                      f"{_f(c) if c is not None else '-'} | {_sat_flag(r)} | {note} |")
     if ref in ceil:
         lines.append(f"\nSeed-to-seed ρ of the reference {ref}: {_f(ceil[ref]['mean_spearman'])}.")
+    if summary.get("reference_study"):
+        rs = summary["reference_study"]
+        lines.append(f"\nReference {ref}: task {rs['task']} of the study {rs['run']}"
+                     + (f" ({rs['dataset']})" if rs.get("dataset") else "")
+                     + f", mean over its seeds {rs['seeds']}, matched by genotype: {rs['matched']} of this study's "
+                     f"{rs['archs_this']} architectures ({rs['archs_other']} there).")
+    if summary.get("baselines"):
+        from .baselines import describe
+        lines.append("\n" + describe(summary["baselines"]))
     boot = summary.get("bootstrap") or {}
     if boot.get("resamples"):
         lines.append(f"\n95% CIs: paired bootstrap over architectures (scipy.stats.bootstrap, {boot['resamples']} "
@@ -389,12 +412,12 @@ def _csv(summary: dict) -> str:
     w = csv.writer(buf)
     w.writerow(["task", "reference", "n_archs", "seeds", "spearman", "spearman_lo", "spearman_hi", "kendall",
                 "kendall_lo", "kendall_hi", "pearson", "pearson_lo", "pearson_hi", "seed_seed_spearman",
-                "ci_method", "saturated", "reference_saturated", "ci_note"])
+                "ci_method", "saturated", "reference_saturated", "ci_note", "baseline"])
     for r in summary["rows"]:
         c = summary["seed_ceiling"].get(r["task"], {}).get("mean_spearman", "")
         w.writerow([r["task"], r["reference"], r["n"], r["seeds"], r["spearman"], *r["spearman_ci"], r["kendall"],
                     *r["kendall_ci"], r["pearson"], *r["pearson_ci"], c, _ci_methods(r), int(bool(r.get("saturated"))),
-                    int(bool(r.get("reference_saturated"))), r.get("ci_note") or ""])
+                    int(bool(r.get("reference_saturated"))), r.get("ci_note") or "", int(bool(r.get("baseline")))])
     return buf.getvalue()
 
 
@@ -404,7 +427,7 @@ def scatter_plot(means: Mapping, summary: dict, path: Path, metric_names: Mappin
     import matplotlib.pyplot as plt
 
     ref = summary["reference"]
-    rows = summary["rows"]
+    rows = [r for r in summary["rows"] if not r.get("baseline")]   # baselines: not accuracies, not plotted
     if not rows:
         return
     colours = plt.get_cmap("Set2").colors
@@ -433,22 +456,84 @@ def scatter_plot(means: Mapping, summary: dict, path: Path, metric_names: Mappin
     plt.close(fig)
 
 
-def analysis_dirname(metric: str = "best") -> str:
+def analysis_dirname(metric: str = "best", reference: str | None = None) -> str:
     """``analysis`` for the ``best`` metric (the default), ``analysis_<metric>`` for another, so that
-    analysing ``final`` writes beside the ``best`` analysis instead of over it."""
-    return "analysis" if metric == "best" else f"analysis_{metric}"
+    analysing ``final`` writes beside the ``best`` analysis instead of over it; ``_ref_<reference>``
+    appended against another study's reference (:func:`unnas.study.reference.reference_name`)."""
+    base = "analysis" if metric == "best" else f"analysis_{metric}"
+    return f"{base}_ref_{reference}" if reference else base
+
+
+def load_study_cfg(run_dir):
+    """The study config of ``run_dir`` (its ``config.yaml`` over :func:`study_defaults`, else the
+    store's copy); None when there is none or it cannot be read."""
+    from fvcore.common.config import CfgNode as CN
+
+    from .config import study_defaults
+    from .runner import open_store, store_path
+
+    run_dir = Path(run_dir)
+    texts = []
+    if (run_dir / "config.yaml").is_file():
+        try:
+            texts.append((run_dir / "config.yaml").read_text())
+        except (OSError, UnicodeDecodeError):
+            pass
+    if store_path(run_dir).is_file():
+        try:
+            store = open_store(run_dir)
+            try:
+                stored = store.get_meta("config")
+            finally:
+                store.close()
+            if stored:
+                texts.append(stored)
+        except Exception:   # a damaged store: the caller says what it cannot do without a config
+            pass
+    for text in texts:
+        cfg = study_defaults()
+        cfg.set_new_allowed(True)
+        try:
+            cfg.merge_from_other_cfg(CN.load_cfg(text))
+        except Exception:
+            continue
+        return cfg
+    return None
+
+
+def _write_csv(path: Path, header: list, rows) -> None:
+    from unnas.utils.io import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def analyze_run(run_dir, reference: str = "cls", metric: str = "best", supervised_table: str | None = None,
-                n_boot: int = 1000, seed: int = 0, out_dir=None) -> dict:
-    """Analyse the done jobs of ``run_dir`` and write the outputs; returns the summary."""
+                n_boot: int = 1000, seed: int = 0, out_dir=None, *, reference_run=None,
+                reference_task: str | None = None, baselines: bool = True, randexp_seed: int = 0) -> dict:
+    """Analyse the done jobs of ``run_dir`` and write the outputs; returns the summary.
+
+    ``reference`` names the reference task; ``supervised_table`` replaces its values by a table
+    (the trained task stays as ``<reference>(trained)``); ``reference_run`` (a study directory)
+    replaces them by that study's ``reference_task`` (default its ``STUDY.SUPERVISED``), matched by
+    genotype (:mod:`unnas.study.reference`; this study's task of that name stays as ``<task>(this)``;
+    outputs in ``analysis_ref_<study>_<task>/``). ``baselines``: add the params/macs rows
+    (:mod:`unnas.study.baselines`). ``randexp_seed``: the seed of the random experiment
+    (:mod:`unnas.study.randexp`).
+    """
     from unnas.utils.io import atomic_write_text
 
+    from .randexp import format_randexp, randexp_csv, randexp_plot, random_experiment
     from .runner import open_store, store_path
 
     run_dir = Path(run_dir)
     if not store_path(run_dir).is_file():
         raise ConfigError(f"{run_dir} holds no study (no {store_path(run_dir).name}); run a study there first")
+    if supervised_table and reference_run:
+        raise ConfigError("give either a supervised table or another study as the reference, not both")
     store = open_store(run_dir)
     try:
         results = store.results()
@@ -457,6 +542,10 @@ def analyze_run(run_dir, reference: str = "cls", metric: str = "best", supervise
     finally:
         store.close()
     means, by_seed = per_arch(results, metric)
+    if not means:
+        raise ConfigError(f"{run_dir}: no finished jobs yet ({counts['done']}/{counts['total']} done)")
+    head_task = reference   # the task whose networks the baselines measure
+    ref_study = None
     if supervised_table:
         table = load_table(supervised_table, archs)
         if reference in means:   # trained reference kept as one more task
@@ -464,33 +553,46 @@ def analyze_run(run_dir, reference: str = "cls", metric: str = "best", supervise
             by_seed[f"{reference}(trained)"] = by_seed.pop(reference)
         means[reference] = table
         by_seed[reference] = {0: table}
-    if not means:
-        raise ConfigError(f"{run_dir}: no finished jobs yet ({counts['done']}/{counts['total']} done)")
-    summary = analyze_values(means, by_seed, reference, n_boot, seed)
+    elif reference_run:
+        from .reference import study_reference
+        values, ref_study = study_reference(reference_run, archs, reference_task, metric)
+        head_task = ref_study["task"]
+        if head_task in means:   # this study's own task of that name kept as one more task
+            means[f"{head_task}(this)"] = means.pop(head_task)
+            by_seed[f"{head_task}(this)"] = by_seed.pop(head_task)
+        reference = ref_study["label"]
+        means[reference] = values
+        by_seed[reference] = {0: values}
+    base_values, base_info = {}, None
+    if baselines:
+        from .baselines import complexity_baselines
+        base_values, base_info = complexity_baselines(results, archs, load_study_cfg(run_dir), head_task,
+                                                      need=set(means.get(reference, {})))
+    summary = analyze_values(means, by_seed, reference, n_boot, seed, base_values)
+    randexp = random_experiment(means, reference, randexp_seed, base_values)
     summary.update({"metric": metric, "jobs": counts, "supervised_table": supervised_table or None,
+                    "reference_study": ref_study, "baselines": base_info, "randexp": randexp,
                     "bootstrap": {"resamples": n_boot, "seed": seed, "method": "scipy.stats.bootstrap paired BCa "
                                   "(percentile where BCa cannot be computed)", "min_archs": MIN_ARCHS_CI},
                     "saturation_rule": {"points": SATURATION_POINTS, "fraction": SATURATION_FRACTION}})
-    out = Path(out_dir) if out_dir else run_dir / analysis_dirname(metric)
+    out = Path(out_dir) if out_dir else run_dir / analysis_dirname(metric, ref_study["name"] if ref_study else None)
     out.mkdir(parents=True, exist_ok=True)
     table_md = format_table(summary)
+    randexp_md = format_randexp(randexp)
+    if randexp_md:
+        table_md += "\n" + randexp_md
     atomic_write_text(out / "correlations.md", table_md)
     atomic_write_text(out / "correlations.csv", _csv(summary))
     atomic_write_text(out / "correlations.json", json.dumps(summary, indent=1, default=str) + "\n")
     tasks = list(summary["matrix"])
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow([""] + tasks)
-    for a in tasks:
-        w.writerow([a] + [summary["matrix"][a][b] for b in tasks])
-    atomic_write_text(out / "task_matrix.csv", buf.getvalue())
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["arch_id"] + tasks)
-    for a in sorted({k for v in means.values() for k in v}):
-        w.writerow([a] + [means[t].get(a, "") for t in tasks])
-    atomic_write_text(out / "archs.csv", buf.getvalue())
+    _write_csv(out / "task_matrix.csv", [""] + tasks, ([a] + [summary["matrix"][a][b] for b in tasks] for a in tasks))
+    cols = tasks + list(base_values)
+    table = {**means, **base_values}
+    _write_csv(out / "archs.csv", ["arch_id"] + cols,
+               ([a] + [table[t].get(a, "") for t in cols] for a in sorted({k for v in means.values() for k in v})))
+    atomic_write_text(out / "randexp.csv", randexp_csv(randexp))
     scatter_plot(means, summary, out / "scatter.png")
+    randexp_plot(randexp, out / "randexp.png")
     summary["table_md"] = table_md
     summary["out_dir"] = str(out)
     return summary
