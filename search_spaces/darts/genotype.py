@@ -210,7 +210,7 @@ def derive_cell(weights: torch.Tensor, primitives: Sequence[str] = PRIMITIVES, s
     Ties are broken by the lower index (stable sort), the best non-`none` op per kept edge is
     chosen (first index wins ties), and the pairs are emitted in order of decreasing strength.
     """
-    w = weights.detach().to("cpu", torch.float64)
+    w = weights.detach().to("cpu", torch.float64).tolist()
     none_idx = primitives.index("none") if "none" in primitives else None
     cand = [i for i in range(len(primitives)) if i != none_idx]
     cell = []
@@ -218,19 +218,57 @@ def derive_cell(weights: torch.Tensor, primitives: Sequence[str] = PRIMITIVES, s
     for node in range(steps):
         n_in = node + 2
         rows = w[start:start + n_in]
-        strength = [max(float(rows[j, c]) for c in cand) for j in range(n_in)]
+        strength = [max(rows[j][c] for c in cand) for j in range(n_in)]
         order = sorted(range(n_in), key=lambda j: -strength[j])[:k]
         for j in order:
-            best = max(cand, key=lambda c: (float(rows[j, c]), -c))
+            best = max(cand, key=lambda c: (rows[j][c], -c))
             cell.append((primitives[best], j))
         start += n_in
     return tuple(cell)
 
 
+def limit_skip_connections(weights: torch.Tensor, primitives: Sequence[str] = PRIMITIVES, steps: int = 4,
+                           max_skips: int = 2) -> tuple[torch.Tensor, list[int]]:
+    """P-DARTS' limit on the skip connections of a derived cell (chenxin061/pdarts
+    ``train_search.py``: ``check_sk_number``, ``delete_min_sk_prob``, ``keep_1_on``, ``keep_2_branches``).
+
+    While the cell derived from ``weights`` (:func:`derive_cell`) has more than ``max_skips``
+    ``skip_connect`` edges, the weight of the kept skip connection with the lowest weight (ties: the
+    lower edge row) is set to 0 and the cell is derived again: that edge takes its next-best op
+    other than ``none``, and its node re-selects its two inputs with the edge's new strength. A skip
+    is replaced only on an edge with another op of positive weight (not pruned away); when none is
+    left, the limit stops there. Returns the (float64, CPU) weights to derive from and the rows whose
+    skip weight was zeroed, in order.
+    """
+    w = weights.detach().to("cpu", torch.float64).clone()
+    replaced: list[int] = []
+    if "skip_connect" not in primitives:
+        return w, replaced
+    skip = primitives.index("skip_connect")
+    others = [c for c, p in enumerate(primitives) if p not in ("none", "skip_connect")]
+    while True:
+        cell = derive_cell(w, primitives, steps)
+        rows = [edge_index(k // 2, j) for k, (op, j) in enumerate(cell) if op == "skip_connect"]
+        if len(rows) <= max_skips:
+            break
+        candidates = [r for r in rows if others and float(w[r, others].max()) > 0]
+        if not candidates:
+            break
+        row = min(candidates, key=lambda r: (float(w[r, skip]), r))
+        w[row, skip] = 0.0
+        replaced.append(row)
+    return w, replaced
+
+
 def genotype_from_weights(w_normal: torch.Tensor, w_reduce: torch.Tensor,
-                          primitives: Sequence[str] = PRIMITIVES, steps: int = 4) -> Genotype:
-    """Genotype from per-edge op strengths (softmaxed alphas, or alphas times edge weights)."""
+                          primitives: Sequence[str] = PRIMITIVES, steps: int = 4,
+                          max_skips_normal: int = 0) -> Genotype:
+    """Genotype from per-edge op strengths (softmaxed alphas, or alphas times edge weights).
+    ``max_skips_normal > 0``: at most that many skip connections in the normal cell
+    (:func:`limit_skip_connections`, P-DARTS' rule); 0 = no limit."""
     concat = list(range(2, steps + 2))
+    if max_skips_normal > 0:
+        w_normal, _ = limit_skip_connections(w_normal, primitives, steps, max_skips_normal)
     return Genotype(derive_cell(w_normal, primitives, steps), concat, derive_cell(w_reduce, primitives, steps), concat)
 
 

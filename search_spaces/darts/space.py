@@ -29,14 +29,20 @@ class DartsSpace:
         return [(j, node + 2) for node in range(self.steps) for j in range(node + 2)]
 
     def build_supernet(self, in_channels: int, width: int, depth: int, stem: str = "cifar",
-                       single_reduction: bool = False, partial_channels: int = 1) -> SupernetTrunk:
-        """``partial_channels=K > 1``: PC-DARTS partial channel connections (C/K channels per mixed op)."""
+                       single_reduction: bool = False, partial_channels: int = 1,
+                       aux_skip: bool = False, op_mask=None) -> SupernetTrunk:
+        """``partial_channels=K > 1``: PC-DARTS partial channel connections (C/K channels per mixed op);
+        ``aux_skip``: DARTS-' auxiliary skip connection on every edge; ``op_mask``: (normal, reduce)
+        (edges, ops) booleans, the ops kept on each edge (P-DARTS), None = all."""
         return SupernetTrunk(in_channels, width, depth, stem, single_reduction, self.primitives, self.steps,
-                             partial_channels=partial_channels)
+                             partial_channels=partial_channels, aux_skip=aux_skip, op_mask=op_mask)
 
-    def new_arch_parameters(self, generator=None, edge_normalization: bool = False) -> ArchParameters:
-        """``edge_normalization``: PC-DARTS per-edge weights (softmax over each node's inputs)."""
-        return ArchParameters(self.steps, self.primitives, generator, edge_normalization)
+    def new_arch_parameters(self, generator=None, edge_normalization: bool = False, op_mask=None,
+                            max_skips_normal: int = 0) -> ArchParameters:
+        """``edge_normalization``: PC-DARTS per-edge weights (softmax over each node's inputs);
+        ``op_mask``: the ops kept on each edge (P-DARTS); ``max_skips_normal > 0``: at most that many
+        skip connections in the derived normal cell (P-DARTS' rule)."""
+        return ArchParameters(self.steps, self.primitives, generator, edge_normalization, op_mask, max_skips_normal)
 
     def derive(self, arch: ArchParameters) -> Genotype:
         return arch.genotype()

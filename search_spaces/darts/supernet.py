@@ -29,6 +29,19 @@ PC-DARTS (Xu et al., ICLR 2020) is an option: ``partial_channels=K`` sends only 
 channels of a state through the mixed ops and passes the rest by (max-pooled when strided), then
 shuffles channels; edge normalisation weights each incoming edge of a node by a softmax over the
 node's edges (``ArchParameters(edge_normalization=True)``).
+
+DARTS- (Chu et al., ICLR 2021) is another: ``aux_skip=True`` adds to every edge's output, outside
+the softmax mixture, ``beta * x`` (stride 1) or ``beta * FactorizedReduce(x)`` (stride 2, with its
+own weights, as DARTS-' ``MixedOp.auxiliary_op``), on the edge's whole input even under partial
+channels; ``SupernetTrunk.set_aux_skip_weight(beta)`` sets the decaying ``beta``.
+
+P-DARTS (Chen et al., ICCV 2019) searches a restricted op set per edge: ``op_mask`` (one
+(edges, ops) boolean mask per cell type) builds only the kept ops of every edge (a conv
+primitive's stacked parameters hold only the edges that keep it; a shared pool or skip is computed
+when some edge of the group keeps it and added to those edges only), and ``ArchParameters(op_mask=)``
+gives the pruned ops weight exactly 0 (softmax over the kept ops). ``SupernetTrunk.skip_dropout``
+sets P-DARTS' dropout on the stride-1 skip connections (an independent mask per edge, in training
+mode only, drawn from a generator the loop sets every step).
 """
 from __future__ import annotations
 
@@ -38,7 +51,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .genotype import edge_index, genotype_from_weights, num_edges
+from .genotype import edge_index, genotype_from_weights, limit_skip_connections, num_edges
 from .ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op, factorized_phases
 from .stems import build_stem, reduction_layers
 
@@ -156,6 +169,22 @@ class StackedFactorizedReduce(nn.Module):
         return outs
 
 
+class SkipDropout:
+    """P-DARTS' dropout on the stride-1 ``skip_connect`` of every mixed edge (chenxin061/pdarts
+    ``model_search.py``: ``nn.Dropout(p)`` after each edge's ``Identity``): in training mode every
+    edge zeroes its own random fraction ``p`` of the skip's elements and scales the rest by
+    ``1 / (1 - p)``. One instance is shared by all edge groups of a trunk; the loop sets ``p`` and,
+    for reproducible draws, ``generator`` (None: torch's global generator)."""
+
+    def __init__(self):
+        self.p = 0.0
+        self.generator: torch.Generator | None = None
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        u = torch.empty_like(y, dtype=torch.float32).uniform_(generator=self.generator)
+        return y * (u >= self.p) * (1.0 / (1.0 - self.p))
+
+
 class EdgeGroup(nn.Module):
     """All mixed edges leaving one state: ``m`` edges, each ``sum_k w[e, k] * op_k(x)``.
 
@@ -164,7 +193,8 @@ class EdgeGroup(nn.Module):
     """
 
     def __init__(self, c: int, m: int, stride: int, primitives: Sequence[str] = PRIMITIVES,
-                 partial_channels: int = 1):
+                 partial_channels: int = 1, aux_skip: bool = False, keep: Sequence[Sequence[str]] | None = None):
+        """``keep``: the ops kept on each of the ``m`` edges (P-DARTS' pruned op space); None = all."""
         super().__init__()
         if c % partial_channels:
             raise ValueError(f"partial_channels={partial_channels} must divide the cell width {c}")
@@ -172,15 +202,25 @@ class EdgeGroup(nn.Module):
         cp = c // partial_channels       # channels that go through the ops
         self.cp = cp
         self.columns = {name: i for i, name in enumerate(primitives)}
-        names = set(primitives)
+        if keep is not None and (len(keep) != m or any(not set(ops) - {"none"} for ops in keep)):
+            raise ValueError(f"keep must list, for each of the {m} edges, at least one op other than 'none'")
+        # the edges computing each primitive (all of them unless ``keep`` prunes some)
+        self.edges_of = {p: [e for e in range(m) if keep is None or p in keep[e]] for p in primitives}
+        names = {p for p in primitives if self.edges_of[p]}
         self.pool_bns = nn.ModuleDict({p: nn.BatchNorm2d(cp, affine=False) for p in POOL_PRIMITIVES if p in names})
-        self.convs = nn.ModuleDict({p: StackedConvOp(cp, m, stride, *CONV_PRIMITIVES[p])
-                                    for p in primitives if p in CONV_PRIMITIVES})
-        self.skip_reduce = (StackedFactorizedReduce(cp, m) if "skip_connect" in names and stride == 2 else None)
+        self.convs = nn.ModuleDict({p: StackedConvOp(cp, len(self.edges_of[p]), stride, *CONV_PRIMITIVES[p])
+                                    for p in primitives if p in CONV_PRIMITIVES and p in names})
+        self.skip_reduce = (StackedFactorizedReduce(cp, len(self.edges_of["skip_connect"]))
+                            if "skip_connect" in names and stride == 2 else None)
         # Ops outside the 8 DARTS primitives run one module per edge.
         known = {"none", "skip_connect", *POOL_PRIMITIVES, *CONV_PRIMITIVES}
-        self.others = nn.ModuleDict({p: nn.ModuleList(build_op(p, cp, stride, affine=False) for _ in range(m))
-                                     for p in primitives if p not in known})
+        self.others = nn.ModuleDict({p: nn.ModuleList(build_op(p, cp, stride, affine=False) for _ in self.edges_of[p])
+                                     for p in primitives if p not in known and p in names})
+        self.skip_dropout: SkipDropout | None = None    # P-DARTS (set by SupernetTrunk)
+        # DARTS- auxiliary skip (created last, so the mixed ops initialise as without it)
+        self.aux_skip = aux_skip
+        self.aux_weight = 1.0
+        self.aux_reduce = StackedFactorizedReduce(c, m) if aux_skip and stride == 2 else None
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, edge_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
         """``w``: (m, ops) mixed-op weights (already multiplied by ``edge_scale`` when edges are
@@ -188,18 +228,22 @@ class EdgeGroup(nn.Module):
         xs = x[:, :self.cp] if self.k > 1 else x
         outs: list = [None] * self.m
 
-        def add(ys):
-            for e, y in enumerate(ys):
+        def add(ys, name):
+            for e, y in zip(self.edges_of[name], ys):
                 outs[e] = y if outs[e] is None else outs[e] + y
+
+        def column(name):     # the weights of op ``name`` on the edges that compute it
+            edges = self.edges_of[name]
+            return w[:, self.columns[name]] if len(edges) == self.m else w[edges, self.columns[name]]
 
         if self.convs or self.skip_reduce is not None:
             relu_x = F.relu(xs)                      # shared by every conv op of every edge
             for name, op in self.convs.items():
-                add(op(relu_x, w[:, self.columns[name]]))
+                add(op(relu_x, column(name)), name)
             if self.skip_reduce is not None:
-                add(self.skip_reduce(relu_x, w[:, self.columns["skip_connect"]]))
+                add(self.skip_reduce(relu_x, column("skip_connect")), "skip_connect")
         for name, mods in self.others.items():
-            add([mod(xs) * w[e, self.columns[name]] for e, mod in enumerate(mods)])
+            add([mod(xs) * w[e, self.columns[name]] for e, mod in zip(self.edges_of[name], mods)], name)
 
         # Edge-independent ops: computed once, added to every edge with its weight.
         shared = []
@@ -208,17 +252,28 @@ class EdgeGroup(nn.Module):
         if "avg_pool_3x3" in self.pool_bns:
             shared.append((self.pool_bns["avg_pool_3x3"](
                 F.avg_pool2d(xs, 3, self.stride, 1, count_include_pad=False)), "avg_pool_3x3"))
-        if "skip_connect" in self.columns and self.stride == 1:
+        if "skip_connect" in self.columns and self.stride == 1 and self.edges_of["skip_connect"]:
             shared.append((xs, "skip_connect"))
+        drop = self.skip_dropout if self.training and self.skip_dropout is not None and self.skip_dropout.p > 0 else None
         for y, name in shared:
             col = w[:, self.columns[name]]
-            for e in range(self.m):
-                outs[e] = y * col[e] if outs[e] is None else torch.addcmul(outs[e], y, col[e])
-        if outs[0] is None:
+            for e in self.edges_of[name]:
+                ye = drop(y) if drop is not None and name == "skip_connect" else y
+                outs[e] = ye * col[e] if outs[e] is None else torch.addcmul(outs[e], ye, col[e])
+        if any(o is None for o in outs):
             raise ValueError("an edge group needs at least one primitive other than 'none'")
         if self.k > 1:
             outs = [self._partial_merge(x, y, None if edge_scale is None else edge_scale[e]) for e, y in enumerate(outs)]
+        if self.aux_skip:
+            outs = self._add_aux_skip(x, outs)
         return outs
+
+    def _add_aux_skip(self, x, outs):
+        """DARTS-: ``+ aux_weight * skip(x)`` on every edge, outside the mixture and the edge weights."""
+        if self.aux_reduce is None:
+            return [torch.add(y, x, alpha=self.aux_weight) for y in outs]
+        scales = torch.full((self.m,), float(self.aux_weight), dtype=x.dtype, device=x.device)
+        return [y + a for y, a in zip(outs, self.aux_reduce(F.relu(x), scales))]
 
     def _partial_merge(self, x, mixed, edge_scale):
         """PC-DARTS: [mixed ops on C/K channels, the other channels passed by (max-pooled when
@@ -241,7 +296,9 @@ class SearchCell(nn.Module):
     """
 
     def __init__(self, steps, multiplier, c_pp, c_p, c, reduction, reduction_prev,
-                 primitives: Sequence[str] = PRIMITIVES, partial_channels: int = 1):
+                 primitives: Sequence[str] = PRIMITIVES, partial_channels: int = 1, aux_skip: bool = False,
+                 op_mask=None):
+        """``op_mask``: (edges, ops) booleans, the ops kept on each edge (P-DARTS); None = all."""
         super().__init__()
         self.reduction = reduction
         self.steps = steps
@@ -256,7 +313,9 @@ class SearchCell(nn.Module):
             rows = [edge_index(i, j) for i in range(first, steps)]
             self.first_target.append(first)
             self.register_buffer(f"rows_{j}", torch.tensor(rows), persistent=False)
-            self.groups.append(EdgeGroup(c, len(rows), 2 if reduction and j < 2 else 1, primitives, partial_channels))
+            keep = None if op_mask is None else [[p for p, k in zip(primitives, op_mask[r]) if k] for r in rows]
+            self.groups.append(EdgeGroup(c, len(rows), 2 if reduction and j < 2 else 1, primitives, partial_channels,
+                                         aux_skip, keep))
 
     def _group(self, j, state, weights, edge_weights):
         rows = getattr(self, f"rows_{j}")
@@ -285,7 +344,10 @@ class SupernetTrunk(nn.Module):
 
     def __init__(self, in_channels: int, width: int, depth: int, stem: str = "cifar",
                  single_reduction: bool = False, primitives: Sequence[str] = PRIMITIVES,
-                 steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3, partial_channels: int = 1):
+                 steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3, partial_channels: int = 1,
+                 aux_skip: bool = False, op_mask=None):
+        """``op_mask``: None, or (normal, reduce) (edges, ops) boolean masks of the ops kept on each
+        edge (P-DARTS' pruned op space): only those are built and computed."""
         super().__init__()
         self.steps = steps
         self.primitives = tuple(primitives)
@@ -299,11 +361,22 @@ class SupernetTrunk(nn.Module):
             reduction = i in self.reductions
             if reduction:
                 c *= 2
+            mask = None if op_mask is None else [[bool(k) for k in row] for row in op_mask[1 if reduction else 0]]
             self.cells.append(SearchCell(steps, multiplier, c_pp, c_p, c, reduction, reduction_prev, primitives,
-                                         partial_channels))
+                                         partial_channels, aux_skip, mask))
             reduction_prev = reduction
             c_pp, c_p = c_p, multiplier * c
         self.out_channels = c_p
+        self.skip_dropout = SkipDropout()        # P-DARTS; p = 0 (off) unless the loop sets it
+        for cell in self.cells:
+            for group in cell.groups:
+                group.skip_dropout = self.skip_dropout
+
+    def set_aux_skip_weight(self, beta: float) -> None:
+        """Weight of the DARTS- auxiliary skip connections (built with ``aux_skip=True``)."""
+        for cell in self.cells:
+            for group in cell.groups:
+                group.aux_weight = float(beta)
 
     def use_channels_last(self, enabled: bool = True) -> "SupernetTrunk":
         """Run in channels-last memory format (weights and activations); values are unchanged."""
@@ -343,23 +416,41 @@ def node_softmax(logits: torch.Tensor, steps: int) -> torch.Tensor:
 
 class ArchParameters(nn.Module):
     """One (edges, ops) logit tensor per cell type, initialised 1e-3 * N(0, 1) as in DARTS; with
-    ``edge_normalization`` also one (edges,) logit tensor per cell type (PC-DARTS betas)."""
+    ``edge_normalization`` also one (edges,) logit tensor per cell type (PC-DARTS betas).
+
+    ``op_mask`` (P-DARTS): (normal, reduce) (edges, ops) booleans of the ops kept on each edge,
+    stored as the buffers ``mask_normal``/``mask_reduce``; the softmax runs over the kept ops only
+    and the pruned ops get weight exactly 0. ``max_skips_normal > 0``: the derived genotype keeps at
+    most that many skip connections in the normal cell (P-DARTS' rule, ``limit_skip_connections``)."""
 
     def __init__(self, steps: int = 4, primitives: Sequence[str] = PRIMITIVES,
-                 generator: torch.Generator | None = None, edge_normalization: bool = False):
+                 generator: torch.Generator | None = None, edge_normalization: bool = False,
+                 op_mask=None, max_skips_normal: int = 0):
         super().__init__()
         self.steps = steps
         self.primitives = tuple(primitives)
         self.edge_normalization = edge_normalization
+        self.max_skips_normal = max_skips_normal
         shape = (num_edges(steps), len(primitives))
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape, generator=generator))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape, generator=generator))
         if edge_normalization:
             self.beta_normal = nn.Parameter(1e-3 * torch.randn(shape[0], generator=generator))
             self.beta_reduce = nn.Parameter(1e-3 * torch.randn(shape[0], generator=generator))
+        self.masked = op_mask is not None
+        if self.masked:
+            for name, mask in zip(("mask_normal", "mask_reduce"), op_mask):
+                mask = torch.as_tensor(mask, dtype=torch.bool)
+                if mask.shape != shape or not bool(mask.any(dim=-1).all()):
+                    raise ValueError(f"op_mask must be ({shape[0]}, {shape[1]}) booleans keeping >= 1 op per edge")
+                self.register_buffer(name, mask.clone())
 
     def weights(self) -> ArchWeights:
-        wn, wr = torch.softmax(self.alpha_normal, dim=-1), torch.softmax(self.alpha_reduce, dim=-1)
+        if self.masked:
+            wn = torch.softmax(self.alpha_normal.masked_fill(~self.mask_normal, float("-inf")), dim=-1)
+            wr = torch.softmax(self.alpha_reduce.masked_fill(~self.mask_reduce, float("-inf")), dim=-1)
+        else:
+            wn, wr = torch.softmax(self.alpha_normal, dim=-1), torch.softmax(self.alpha_reduce, dim=-1)
         if not self.edge_normalization:
             return ArchWeights(wn, wr)
         return ArchWeights(wn, wr, node_softmax(self.beta_normal, self.steps), node_softmax(self.beta_reduce, self.steps))
@@ -373,4 +464,16 @@ class ArchParameters(nn.Module):
         return w.normal * w.normal_edges[:, None], w.reduce * w.reduce_edges[:, None]
 
     def genotype(self):
-        return genotype_from_weights(*self.derivation_weights(), self.primitives, self.steps)
+        return genotype_from_weights(*self.derivation_weights(), self.primitives, self.steps, self.max_skips_normal)
+
+    def skip_limit_report(self) -> dict | None:
+        """What the skip-connection limit changed in the genotype of these alphas (None without a limit):
+        the alpha rows whose skip was replaced, in order, and the genotype without the limit."""
+        if not self.max_skips_normal:
+            return None
+        wn, wr = self.derivation_weights()
+        _, rows = limit_skip_connections(wn, self.primitives, self.steps, self.max_skips_normal)
+        plain = genotype_from_weights(wn, wr, self.primitives, self.steps)
+        return {"max_skips_normal": self.max_skips_normal, "replaced_edges": rows,
+                "skips_without_limit": sum(op == "skip_connect" for op, _ in plain.normal),
+                "genotype_without_limit": repr(plain)}

@@ -103,6 +103,9 @@ def _search(args, cfg, out: Path, ckpt: Path, is_main: bool) -> int:
         print(f"\nSearch finished ({describe_algorithm(cfg)}, task {summary['task']}, {summary['epochs']} epochs).")
         print(f"  train {primary}: {final.get('train_' + primary, float('nan')):.2f}   "
               f"held-out {primary}: {final.get('eval_' + primary, float('nan')):.2f}")
+        if summary.get("early_stop"):
+            stop = summary["early_stop"]
+            print(f"  stopped after epoch {stop['epoch'] + 1}, genotype of epoch {stop['kept_epoch'] + 1}: {stop['reason']}")
         print(f"  genotype: {summary['genotype_repr']}")
         print(f"  written to {out}/: genotype.json, genotypes.jsonl, alpha_history.json, normal_cell.png, "
               f"reduction_cell.png, alphas_*.png, metrics.jsonl, log.txt, tb/, checkpoint.pt")

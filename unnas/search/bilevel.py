@@ -9,6 +9,11 @@ R = 0.01 / ||v|| (``fd_eps``).
 
 Both steps average their gradients over ranks (the weight step through DDP, the architecture
 step explicitly), so every rank holds identical alphas.
+
+``arch_regularizer`` (a function of the ArchParameters module, or None) is added to the architecture
+loss of either order (beta-DARTS); it does not depend on the weights, so its gradient is added as
+it is. ``weight_step(..., weights=)`` runs the weight step with other architecture weights than
+softmax(alpha) (SDARTS' perturbed ones).
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ class BilevelStep:
         self.amp_dtype = amp_dtype               # autocast dtype of the forward passes (None = fp32)
         self.arch_params = list(arch.parameters())
         self.weight_params = [p for p in model.parameters() if p.requires_grad]
+        self.arch_regularizer = None             # arch -> scalar added to the architecture loss (beta-DARTS)
 
     def autocast(self):
         """Autocast context of every forward pass of the search (a no-op in fp32)."""
@@ -51,6 +57,8 @@ class BilevelStep:
             xi = self.unroll_lr or lr
             loss, grads = self.second_order_grads(train_in, train_tgt, val_in, val_tgt, xi)
         all_reduce_mean_(grads)
+        if self.arch_regularizer is not None:    # the same on every rank: added after the average
+            grads = [g + r for g, r in zip(grads, self._grads(self.arch_regularizer(self.arch), self.arch_params))]
         for p, g in zip(self.arch_params, grads):
             p.grad = g
         self.a_opt.step()
@@ -110,9 +118,11 @@ class BilevelStep:
         return loss_v.detach(), out
 
     # ---- weight step ---------------------------------------------------------------------
-    def weight_step(self, inputs, targets):
-        with torch.no_grad():
-            weights = self.arch.weights()
+    def weight_step(self, inputs, targets, weights=None):
+        """``weights``: the ArchWeights to train under (default: softmax(alpha), detached)."""
+        if weights is None:
+            with torch.no_grad():
+                weights = self.arch.weights()
         with self.autocast():
             logits = self.ddp_model(inputs, weights)
             loss = self.task.loss(logits, targets)

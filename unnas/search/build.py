@@ -45,18 +45,29 @@ def arch_optimizer(cfg, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.ARCH.LR, momentum=cfg.OPTIM.MOMENTUM, weight_decay=cfg.ARCH.WEIGHT_DECAY)
 
 
-def build_search(cfg, task, image_size: int, ctx: RunContext) -> SearchParts:
+def build_search(cfg, task, image_size: int, ctx: RunContext, depth: int | None = None, op_mask=None,
+                 arch_seed: int | None = None) -> SearchParts:
     """Everything a search step needs, on ``ctx.device`` (DDP-wrapped under torchrun). The alphas
-    are drawn from ``SEED + 1`` and broadcast from rank 0."""
+    are drawn from ``SEED + 1`` (or ``arch_seed``) and broadcast from rank 0. P-DARTS stages pass
+    their ``depth`` (instead of MODEL.DEPTH) and ``op_mask`` (the ops kept on each edge)."""
+    from .config import max_skips_normal
+    skips = max_skips_normal(cfg)
     space = get_space(cfg.MODEL.SPACE)
     stem = choose_stem(cfg.MODEL.STEM, image_size)
-    trunk = space.build_supernet(task.in_channels, cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, stem, task.single_reduction,
-                                 partial_channels=cfg.SEARCH.PARTIAL_CHANNELS)
+    extra = {"aux_skip": True} if cfg.SEARCH.AUX_SKIP.ENABLED else {}     # DARTS- (a space without it keeps working)
+    if op_mask is not None:                                               # P-DARTS' pruned op space
+        extra["op_mask"] = op_mask
+    trunk = space.build_supernet(task.in_channels, cfg.MODEL.WIDTH, depth or cfg.MODEL.DEPTH, stem,
+                                 task.single_reduction, partial_channels=cfg.SEARCH.PARTIAL_CHANNELS, **extra)
     channels_last = use_channels_last(cfg.SEARCH.CHANNELS_LAST, cfg.SEARCH.AMP, ctx.device)
     trunk.use_channels_last(channels_last)
     model = SearchModel(trunk, task.build_head(trunk.out_channels)).to(ctx.device)
-    arch = space.new_arch_parameters(generator=torch.Generator().manual_seed(cfg.SEED + 1),
-                                     edge_normalization=cfg.SEARCH.EDGE_NORM).to(ctx.device)
+    arch_extra = {"op_mask": op_mask} if op_mask is not None else {}
+    if skips:                                                              # SEARCH.MAX_SKIPS_NORMAL
+        arch_extra["max_skips_normal"] = skips
+    seed = cfg.SEED + 1 if arch_seed is None else arch_seed
+    arch = space.new_arch_parameters(generator=torch.Generator().manual_seed(seed),
+                                     edge_normalization=cfg.SEARCH.EDGE_NORM, **arch_extra).to(ctx.device)
     du.broadcast_(list(arch.parameters()))
     w_opt = weight_optimizer(cfg, model.parameters())
     a_opt = arch_optimizer(cfg, arch.parameters())

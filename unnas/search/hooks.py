@@ -40,7 +40,7 @@ class OutputsHook(Hook):
         if not s.finished:
             return
         out = s.out_dir
-        genotype = s.space.derive(s.arch)
+        genotype = s.final_genotype()      # after a DARTS-ES stop: the kept epoch's
         genotype.save(out / "genotype.json")
         plot_cell(genotype.normal, genotype.normal_concat, out / "normal_cell.png", "normal cell")
         plot_cell(genotype.reduce, genotype.reduce_concat, out / "reduction_cell.png", "reduction cell")

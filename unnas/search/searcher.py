@@ -22,11 +22,14 @@ from unnas.utils import distributed as du
 from unnas.utils.cell_layout import state_name
 
 from .build import build_search
+from .diagnostics import DiagnosticsHook, hessian_eigenvalue
+from .regularizers import Remedies
 
 log = logging.getLogger("unnas.search")
 
 # Streams of the deterministic per-step generators (see unnas.data.loader.step_generator).
 _W_AUG, _A_AUG, _W_TASK, _A_TASK, _EVAL = range(5)
+_HESSIAN = 9      # the power iteration's start vector (rank-independent; SDARTS uses 8)
 
 __all__ = ["Searcher", "Hook", "NonFiniteLossError"]
 
@@ -37,6 +40,13 @@ def _tag(state: int) -> str:
 
 
 class Searcher(LoopBase):
+    def __new__(cls, cfg, *args, **kwargs):
+        """With ``SEARCH.PDARTS.ENABLE`` the search is P-DARTS' staged loop (pdarts.py)."""
+        if cls is Searcher and cfg.SEARCH.get("PDARTS", {}).get("ENABLE", False):
+            from .pdarts import PDartsSearcher
+            cls = PDartsSearcher
+        return super().__new__(cls)
+
     def __init__(self, cfg, out_dir: str | Path, hooks: list[Hook] | None = None):
         self.cfg = cfg
         self.out_dir = Path(out_dir)
@@ -81,7 +91,8 @@ class Searcher(LoopBase):
         # ---- hooks: evaluation first, the caller's writers, the checkpoint last
         eval_period = Period(cfg.SEARCH.EVAL_PERIOD, "epoch", final=True)
         ckpt_period = Period(cfg.CHECKPOINT_STEPS, "step") if cfg.CHECKPOINT_STEPS else None
-        super().__init__([EvalHook(self.evaluate_now, eval_period, "eval_"), *(hooks or []),
+        self.remedies = Remedies(cfg)       # beta-DARTS, DARTS-, SDARTS-RS (regularizers.py)
+        super().__init__([EvalHook(self.evaluate_now, eval_period, "eval_"), DiagnosticsHook(cfg), *(hooks or []),
                           CheckpointHook(ckpt_period)])
 
         # ---- loop state besides the counters (all of it goes into the checkpoint)
@@ -92,6 +103,7 @@ class Searcher(LoopBase):
         self.alpha_steps: list[dict] = []     # ... and every SEARCH.ALPHA_LOG_STEPS steps in between
         self.genotype_history: list[dict] = []
         self.epoch_stats: list[dict] = []
+        self.early_stop: dict | None = None   # DARTS-ES: {"epoch", "kept_epoch", "reason"} once it stopped
 
     # ---- helpers -------------------------------------------------------------------------
     @property
@@ -127,7 +139,7 @@ class Searcher(LoopBase):
             "alpha_history": self.alpha_history, "alpha_steps": self.alpha_steps,
             "genotype_history": self.genotype_history,
             "epoch_stats": self.epoch_stats, "hooks": self.hook_states(), "cfg": self.cfg.dump(),
-            "rng_cpu": torch.get_rng_state(),
+            "rng_cpu": torch.get_rng_state(), "early_stop": self.early_stop,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -144,10 +156,51 @@ class Searcher(LoopBase):
         self.epoch_stats = state["epoch_stats"]
         self.load_hook_states(state.get("hooks", {}))
         torch.set_rng_state(state["rng_cpu"])
+        self.early_stop = state.get("early_stop")
+        if self.early_stop is not None:
+            self.epochs = self.early_stop["epoch"] + 1
 
     def save_checkpoint(self, stats: dict | None = None) -> None:
         what = f"epoch {stats['epoch']}" if stats is not None else f"step {self.global_step}"
         self.checkpointer.save(self.state_dict(), what=what)
+
+    def stop_early(self, kept_epoch: int, reason: str) -> None:
+        """End the search after the current epoch and keep the genotype derived after ``kept_epoch``
+        (DARTS-ES); the checkpoint records it, so a resume does not continue the search."""
+        self.early_stop = {"epoch": self.epoch, "kept_epoch": kept_epoch, "reason": reason}
+        self.epochs = self.epoch + 1
+        if self.is_main:
+            log.info("early stop after epoch %d, keeping the genotype of epoch %d: %s", self.epoch + 1,
+                     kept_epoch + 1, reason)
+
+    def final_genotype(self):
+        """The search's result: the genotype of the current alphas, or after a DARTS-ES stop the
+        one recorded after the kept epoch."""
+        if self.early_stop is not None:
+            from search_spaces.darts.genotype import Genotype
+            kept = next(g for g in self.genotype_history if g["epoch"] == self.early_stop["kept_epoch"])
+            return Genotype.from_dict(kept["genotype"])
+        return self.space.derive(self.arch)
+
+    def hessian_eigenvalue(self, epoch: int, batches: int, iters: int) -> float:
+        """Largest eigenvalue of the Hessian of the held-out loss (first ``batches`` batches, fp32,
+        the evaluation's BN mode) plus ARCH.WEIGHT_DECAY's L2 w.r.t. the alphas (diagnostics.py)."""
+        params = [self.arch.alpha_normal, self.arch.alpha_reduce]
+        saved = self._eval_mode()
+        try:
+            weights = self.arch.weights()
+            losses = []
+            for k, batch in enumerate(self.eval_stream.epoch(0, 0, batches)):
+                if batch[0].shape[0] == 0:     # a rank's empty share of the last batch
+                    continue
+                x, y = self._prepare(batch, False, 0, k, _EVAL, _EVAL)
+                losses.append(self.task.loss(self.model(x, weights).float(), y))
+            loss = sum(losses) / len(losses) if losses else sum(p.sum() * 0 for p in params)   # still joins the all-reduce
+            gen = step_generator(self.cfg.SEED, epoch, 0, _HESSIAN, "cpu")
+            return hessian_eigenvalue(loss, params, iters, gen, self.cfg.ARCH.WEIGHT_DECAY, du.all_reduce_mean_)
+        finally:
+            self._restore_bn(saved)
+            self.model.train()
 
     def arch_active(self, epoch: int, step: int) -> bool:
         return epoch + step / self.steps_per_epoch >= self.cfg.SEARCH.ARCH_START_EPOCH
@@ -193,6 +246,7 @@ class Searcher(LoopBase):
     def begin_epoch(self, epoch: int) -> None:
         self.model.train()
         self._batches = self.w_stream.epoch(epoch, self.step)
+        self.remedies.begin_epoch(self, epoch)
 
     def run_step(self, epoch: int, step: int) -> dict:
         lr = self.schedule.apply(self.w_opt, epoch, step)
@@ -204,7 +258,8 @@ class Searcher(LoopBase):
                 arch_loss = self.step_fn.arch_step(xa, ya, x, y, lr)
             else:
                 arch_loss = self.step_fn.arch_step(xa, ya)
-        loss, logits = self.step_fn.weight_step(x, y)
+        perturbed = self.remedies.weight_step_weights(self, epoch, step)      # SDARTS-RS, else None
+        loss, logits = self.step_fn.weight_step(x, y) if perturbed is None else self.step_fn.weight_step(x, y, perturbed)
         loss_f = float(loss)
         check_finite({"weight loss": loss_f, "arch loss": arch_loss}, epoch=epoch, step=step, run="search",
                      last_good=self.last_good_checkpoint, fix="lower OPTIM.LR / ARCH.LR or check the data",
@@ -225,7 +280,7 @@ class Searcher(LoopBase):
         train = {f"train_{k}": v for k, v in self.meter.compute().items()}
         return {"epoch": epoch, **train,
                 "arch_loss": self.arch_loss_sum / self.arch_steps if self.arch_steps else None,
-                "lr": self.lr_at(epoch, self.steps_per_epoch - 1)}
+                "lr": self.lr_at(epoch, self.steps_per_epoch - 1), **self.remedies.values(epoch)}
 
     def record_epoch(self, stats: dict) -> None:
         epoch = stats["epoch"]
@@ -264,8 +319,14 @@ class Searcher(LoopBase):
         writer.add_text("genotype", stats["genotype"], step)
 
     def summary(self) -> dict:
-        genotype = self.space.derive(self.arch)
+        genotype = self.final_genotype()
         last = self.epoch_stats[-1] if self.epoch_stats else {}
+        kept = self.early_stop["kept_epoch"] if self.early_stop else self.epoch - 1
         return {"genotype": genotype.to_dict(), "genotype_repr": repr(genotype), "task": self.task.name,
                 "order": self.cfg.SEARCH.ORDER, "epochs": self.epoch, "world_size": self.world,
-                "final": {k: v for k, v in last.items() if k != "genotype"}, "out_dir": str(self.out_dir)}
+                "final": {k: v for k, v in last.items() if k != "genotype"}, "out_dir": str(self.out_dir),
+                "genotype_epoch": kept,
+                "genotype_reason": self.early_stop["reason"] if self.early_stop else "the last epoch's alphas",
+                "early_stop": self.early_stop,
+                # SEARCH.MAX_SKIPS_NORMAL: what the limit changed (of the final alphas; None without a limit)
+                "skip_limit": None if self.early_stop else getattr(self.arch, "skip_limit_report", lambda: None)()}
