@@ -117,8 +117,10 @@ def _fmt_time(s: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def progress_line(store: Store, lease: float, shard=None, worker: str | None = None) -> str:
-    """done/total, running, pending, failed and an ETA (mean job time x jobs left / live workers)."""
+def progress_line(store: Store, lease: float, shard=None, worker: str | None = None,
+                  parallel: int | None = None) -> str:
+    """done/total, running, pending, failed and an ETA (mean job time x jobs left / live workers;
+    ``parallel``: the jobs ``worker`` runs at once, for a driver that holds a cluster's jobs)."""
     c = store.counts(lease, shard)
     remaining = c["pending"] + c["running"]
     mean = store.mean_wall()
@@ -127,6 +129,8 @@ def progress_line(store: Store, lease: float, shard=None, worker: str | None = N
     if worker:
         live.add(worker)
     active = max(len(live), 1)
+    if worker and parallel:
+        active = len(live) - 1 + parallel
     eta = mean * remaining / active if mean is not None else None
     pct = 100.0 * c["done"] / max(c["total"], 1)
     s = f"study {c['done']}/{c['total']} done ({pct:.0f}%), {c['running']} running, {c['pending']} pending"

@@ -52,21 +52,35 @@ def fake_train(job, cfg, out_dir) -> dict:
         base, span, noise = _FAKE_TASKS.get(job.task, (50.0, 10.0, 1.0))
         rng = random.Random(f"fake/{job.key}")
         acc = base + span * fake_score(job.genotype) + rng.gauss(0.0, noise)
+    # Like the real trainer, a job that takes time resumes from its last completed "epoch": a
+    # checkpoint of its own in the job directory (what the executors' resume tests look at).
+    ckpt = Path(out_dir) / FAKE_CHECKPOINT if seconds and out_dir is not None else None
+    done = 0
+    if ckpt is not None and ckpt.is_file():
+        try:
+            done = min(int(json.loads(ckpt.read_text())["epoch"]), epochs)
+        except (ValueError, KeyError, TypeError):
+            done = 0
+        if done:
+            _fake_log(cfg, "resume", job, f"epoch {done}")
     curve = []
     for e in range(1, epochs + 1):
-        if seconds:
+        if seconds and e > done:
             time.sleep(seconds / epochs)
         curve.append({"epoch": e, "test_top1": acc - (acc / 4) * (0.5 ** e - 0.5 ** epochs), "lr": 0.1})
+        if ckpt is not None and e > done:
+            from unnas.utils.io import atomic_write_text
+            atomic_write_text(ckpt, json.dumps({"epoch": e}))
     _fake_log(cfg, "end", job)
     return {"best": max(c["test_top1"] for c in curve), "final": curve[-1]["test_top1"], "metric": "top1",
             "curve": curve, "params": 0, "flops": 0, "wall_time": time.time() - t0, "trainer": "fake"}
 
 
-def _fake_log(cfg, what: str, job) -> None:
+def _fake_log(cfg, what: str, job, extra: str = "") -> None:
     if cfg.STUDY.FAKE_LOG:
         import os
         with open(cfg.STUDY.FAKE_LOG, "a") as f:   # one short O_APPEND write per line: atomic
-            f.write(f"{what} {job.key} {os.getpid()}\n")
+            f.write(f"{what} {job.key} {os.getpid()}{' ' + extra if extra else ''}\n")
 
 
 def default_train(job, cfg, out_dir) -> dict:
@@ -90,7 +104,8 @@ def default_train(job, cfg, out_dir) -> dict:
 
 # What a job leaves that only serves its resume; deleted after the result is recorded unless
 # STUDY.KEEP_CHECKPOINTS (deleting earlier would make a kill before the record retrain the whole job).
-JOB_CHECKPOINTS = ("checkpoint_last.pt", "checkpoint_best.pt")
+FAKE_CHECKPOINT = "fake_checkpoint.json"   # the fake trainer's "epoch" counter (only when STUDY.FAKE_SECONDS > 0)
+JOB_CHECKPOINTS = ("checkpoint_last.pt", "checkpoint_best.pt", FAKE_CHECKPOINT)
 
 
 def resolve_trainer(spec: str | TrainFn) -> TrainFn:
