@@ -102,7 +102,7 @@ def test_other_type_mismatches_are_still_refused(opts, tmp_path):
 @pytest.mark.parametrize("flag", ["--help", "-h", "help"])
 def test_rank_corr_help_lists_subcommands(flag, capsys):
     rc, out, _ = _main(RANK_CORR.main, [flag], capsys)
-    assert rc == 0 and set(RANK_CORR.COMMANDS) == {"run", "analyze", "sample", "status"}
+    assert rc == 0 and set(RANK_CORR.COMMANDS) == {"run", "analyze", "proxies", "sample", "status"}
     lines = out.splitlines()
     for cmd, desc in RANK_CORR.COMMANDS.items():
         assert sum(1 for ln in lines if ln.split()[:1] == [cmd] and ln.strip().endswith(desc)) == 1, cmd

@@ -206,10 +206,28 @@ def test_zen_by_hand():
 
     z, f = feats(a)
     _, f_mix = feats(a + 0.01 * e)
-    ref = math.log(float((f - f_mix).abs().sum((1, 2, 3)).mean())) + 0.5 * math.log(float(z.var((0, 2, 3)).mean()))
+    ref = math.log(float((f - f_mix).abs().sum((1, 2, 3)).mean())) + 0.5 * math.log(float(z.var((0, 2, 3)).mean()) + 1e-5)
     assert wf.shape == (3, 4)
     assert one("zen", net, x, y, seed=3) == pytest.approx(ref, rel=1e-5)
     assert one("zen", net, x + 1, y, seed=3) == one("zen", net, x, y, seed=3)   # only the batch's shape counts
+
+
+def test_zen_of_sampled_genotypes_with_none_nodes():
+    """A node of two `none` ops feeds zeros to BNs (zero variance): zen stays finite, as BN's own eps
+    keeps it (it raised a math domain error on release genotype 00026); a network whose features
+    ignore the input scores -inf."""
+    from search_spaces.darts.genotype import Genotype
+
+    ops = ["sep_conv_3x3", "skip_connect"] * 4
+    dead_node = Genotype(normal=[("none", 0), ("none", 1), ("sep_conv_3x3", 2)] + [(o, 0) for o in ops[3:]],
+                         normal_concat=[2, 3, 4, 5],   # node 3's sep_conv reads node 2's zeros
+                         reduce=[(o, 1) for o in ops], reduce_concat=[2, 3, 4, 5])
+    x, y = data(side=16)
+    score = one("zen", build_proxy_network(dead_node, width=4, depth=2, image_size=16, num_classes=3, seed=0), x, y)
+    assert math.isfinite(score)
+    nothing = [("none", 0)] * 8
+    dead = Genotype(normal=nothing, normal_concat=[2, 3, 4, 5], reduce=nothing, reduce_concat=[2, 3, 4, 5])
+    assert one("zen", build_proxy_network(dead, width=4, depth=2, image_size=16, num_classes=3, seed=0), x, y) == -math.inf
 
 
 # --- isolation, determinism, the genotype helper -----------------------------------------------------

@@ -59,7 +59,7 @@ def test_baseline_rows_in_a_fake_study(tmp_path, capsys):
     rows = {r["task"]: r for r in s["rows"]}
     assert [r["task"] for r in s["rows"]] == ["rot", "params", "macs"] and rows["params"]["baseline"]
     assert not rows["rot"]["baseline"] and rows["params"]["seeds"] == 0 and not rows["params"]["saturated"]
-    assert s["baselines"]["params"] == {"recorded": 0, "computed": 6} and s["baselines"]["note"] is None
+    assert s["baselines"]["params"] == {"recorded": 0, "cached": 0, "computed": 6} and s["baselines"]["note"] is None
     out = run / "analysis"
     archs_csv = list(csv.DictReader((out / "archs.csv").open()))
     params = {r["arch_id"]: float(r["params"]) for r in archs_csv}
@@ -72,7 +72,7 @@ def test_baseline_rows_in_a_fake_study(tmp_path, capsys):
     assert (csv_rows["params"]["baseline"], csv_rows["rot"]["baseline"]) == ("1", "0")
     js = json.loads((out / "correlations.json").read_text())
     assert [r["baseline"] for r in js["rows"]] == [False, True, True]
-    assert "params" not in js["matrix"] and "params" not in js["saturation"]
+    assert js["matrix"]["params"]["cls"] == pytest.approx(rows["params"]["spearman"]) and "params" not in js["saturation"]
     curve = next(c for c in js["randexp"]["curves"] if c["task"] == "params")
     assert curve["kind"] == "baseline" and [p["m"] for p in curve["points"]] == [1, 2, 4]   # n = 6
     # --no-baselines leaves them out

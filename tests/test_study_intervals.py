@@ -125,8 +125,11 @@ def test_saturated_tasks_are_flagged(study_log):
     assert not by_task["rot"]["reference_saturated"] and summary["saturation"]["rot"]["saturated"]
     assert any(r.getMessage().startswith("rot is saturated (88% of archs") for r in study_log)
     md = format_table(summary)
-    cells = {line.split("|")[1].strip(): line.split("|")[-3:-1] for line in md.split("\n\n")[0].splitlines()[2:]}
-    assert cells["rot"] == [" yes ", "  "] and cells["jig"] == [" no ", "  "]   # saturated, notes
+    head, _, *body = md.split("\n\n")[0].splitlines()
+    names = [c.strip() for c in head.split("|")]
+    cells = {line.split("|")[1].strip(): dict(zip(names, (c.strip() for c in line.split("|")))) for line in body}
+    assert [cells["rot"][k] for k in ("saturated", "notes")] == ["yes", ""]
+    assert [cells["jig"][k] for k in ("saturated", "notes")] == ["no", ""]
     assert "Saturated (>= 75% of archs within 0.5 points of the best" in md
     header, *lines = _csv(summary).splitlines()
     cols = header.split(",")

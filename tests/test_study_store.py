@@ -103,3 +103,34 @@ def test_shards_partition_jobs_and_the_store_honours_them(store):
     for bad in ("4/4", "1", "a/b", "-1/3", "0/0"):
         with pytest.raises(ConfigError):
             parse_shard(bad)
+
+
+def test_exported_results_restore_into_a_fresh_store_of_the_same_study_only(tmp_path, store):
+    """Finished jobs outlive their run directory: export, then import into a new store of the same
+    study marks exactly those jobs done with the same numbers; another configuration is refused."""
+    from unnas.study.portable import export_results, import_results
+
+    for _ in range(3):
+        job, tok = store.claim("w1", lease=60)
+        assert store.complete(job, tok, "w1", {"best": 50.0 + job.seed, "final": 49.0, "curve": [{"epoch": 1}],
+                                               "params": 123, "wall_time": 2.0, "config": "x" * 1000})
+    path = tmp_path / "done.jsonl"
+    assert export_results(store, path) == 3
+    assert "xxxx" not in path.read_text()                       # the job's config is not exported
+
+    fresh = Store(tmp_path / "fresh" / "study.sqlite")
+    archs = sample_archs(get_space("darts"), 3, seed=0)
+    fresh.init_study(archs, make_jobs([a.id for a in archs], ["cls", "rot"], [1, 2]), "cfg", "fp")
+    assert import_results(fresh, path) == 3 and import_results(fresh, path) == 0   # idempotent
+    key = lambda r: (r["arch_id"], r["task"], r["seed"], r["best"], r["final"], r["wall"])
+    assert sorted(map(key, fresh.results())) == sorted(map(key, store.results()))
+    assert fresh.counts()["done"] == 3 and fresh.counts()["pending"] == 9
+    assert {a["outcome"] for a in fresh.attempts()} == {"imported"}
+    assert fresh.results()[0]["result"]["params"] == 123
+    fresh.close()
+
+    other = Store(tmp_path / "other" / "study.sqlite")
+    other.init_study(archs, make_jobs([a.id for a in archs], ["cls"], [1]), "cfg", "another-fingerprint")
+    with pytest.raises(StoreError, match="another configuration"):
+        import_results(other, path)
+    other.close()

@@ -9,14 +9,18 @@ logged warning where the data cannot support an interval, see :func:`correlation
 for saturated tasks (see :func:`saturation`). Also: a task-vs-task Spearman matrix, and, for a task
 with >= 2 seeds, the mean Spearman rho between its seeds (the noise ceiling: two runs of the same
 task agree this well). Training-free baselines (``params``, ``macs`` of each network,
-:mod:`unnas.study.baselines`) get rows of their own, and the random experiment of the paper's Fig. 5
-(:mod:`unnas.study.randexp`) runs on every task, baseline and the reference (the oracle).
+:mod:`unnas.study.baselines`) and zero-cost proxies (:mod:`unnas.study.proxy_study`) get rows of
+their own (``baseline`` True; ``kind`` baseline or proxy), every row says whether its Spearman
+interval lies above the ``params`` baseline's (:func:`beats`), and the random experiment of the
+paper's Fig. 5 (:mod:`unnas.study.randexp`) runs on every task, baseline, proxy and the reference
+(the oracle).
 
 Outputs in ``RUN_DIR/analysis/`` (``analysis_final/`` for the ``final`` metric,
 ``analysis_ref_<study>_<task>/`` against another study's reference, see :func:`analysis_dirname`):
-``correlations.{md,csv,json}``, ``task_matrix.csv``, ``archs.csv`` (per-architecture means and
-baselines), ``scatter.png`` (x = supervised accuracy, one panel per task, rho in the legend, a robust
-Theil-Sen regression line; baselines are not plotted), ``randexp.{csv,png}``.
+``correlations.{md,csv,json}``, ``task_matrix.csv`` (tasks, baselines and proxies), ``archs.csv``
+(per-architecture means, baselines and proxies), ``scatter.png`` (x = supervised accuracy, one panel
+per task, baseline and proxy, rho in the legend, a robust Theil-Sen regression line),
+``randexp.{csv,png}``.
 """
 from __future__ import annotations
 
@@ -279,12 +283,37 @@ def load_table(path: str | Path, archs: Sequence[Arch]) -> dict[str, float]:
 
 
 # ---- analysis ------------------------------------------------------------------------------------
+BEATS_BASELINE = "params"   # the baseline every row is compared with (beats_params)
+
+
+def beats(ci, other_ci) -> bool | None:
+    """Whether an interval lies entirely above another (non-overlapping 95% intervals; None when
+    either is n/a)."""
+    lo, hi = ci[0], other_ci[1]
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)
+                                         and math.isfinite(ci[1]) and math.isfinite(other_ci[0])):
+        return None
+    return bool(lo > hi)
+
+
+def mark_beats(rows: list[dict], baseline: str = BEATS_BASELINE, kind: str = "spearman") -> None:
+    """``row["beats_params"]`` for every row but the baseline's own: True when the row's ``kind``
+    interval lies above the baseline row's, False when not, None when either interval is n/a or
+    there is no such baseline row (the baseline's own row: None)."""
+    base = next((r for r in rows if r.get("baseline") and r["task"] == baseline), None)
+    for r in rows:
+        r[f"beats_{baseline}"] = (None if base is None or r is base
+                                  else beats(r[f"{kind}_ci"], base[f"{kind}_ci"]))
+
+
 def analyze_values(means: Mapping[str, Mapping[str, float]], by_seed: Mapping, reference: str,
-                   n_boot: int = 1000, seed: int = 0, baselines: Mapping[str, Mapping[str, float]] | None = None) -> dict:
+                   n_boot: int = 1000, seed: int = 0, baselines: Mapping[str, Mapping[str, float]] | None = None,
+                   proxies: Mapping[str, Mapping[str, float]] | None = None) -> dict:
     """The summary of a study's per-architecture values (``means``, ``by_seed`` from :func:`per_arch`):
     one row per task against ``reference``, then one per training-free baseline (``baselines``:
-    ``{name: {arch: value}}``; rows with ``baseline`` True, no seeds, no saturation test; not in the
-    task matrix)."""
+    ``{name: {arch: value}}``) and per zero-cost proxy (``proxies``, the same form); training-free
+    rows have ``baseline`` True (``kind`` baseline or proxy), no seeds and no saturation test. The
+    matrix covers tasks, baselines and proxies; ``beats_params`` (:func:`mark_beats`) on every row."""
     if reference not in means:
         raise ConfigError(f"no results for the supervised reference {reference!r}; train it (STUDY.TASKS) or "
                           "pass --supervised-table")
@@ -296,13 +325,16 @@ def analyze_values(means: Mapping[str, Mapping[str, float]], by_seed: Mapping, r
         x = [ref[a] for a in common]
         y = [means[t][a] for a in common]
         rows.append({"task": t, "reference": reference, **correlations(x, y, n_boot, seed),
-                     "seeds": len(by_seed.get(t, {})), "mean": float(np.mean(y)) if y else math.nan, "baseline": False})
-    for b, values in (baselines or {}).items():
+                     "seeds": len(by_seed.get(t, {})), "mean": float(np.mean(y)) if y else math.nan, "baseline": False,
+                     "kind": "task"})
+    free = [(b, v, "baseline") for b, v in (baselines or {}).items()] + [(b, v, "proxy") for b, v in (proxies or {}).items()]
+    for b, values, kind in free:
         common = sorted(set(ref) & set(values))
         x = [ref[a] for a in common]
         y = [values[a] for a in common]
         rows.append({"task": b, "reference": reference, **correlations(x, y, n_boot, seed),
-                     "seeds": 0, "mean": float(np.mean(y)) if y else math.nan, "baseline": True})
+                     "seeds": 0, "mean": float(np.mean(y)) if y else math.nan, "baseline": True, "kind": kind})
+    mark_beats(rows)
     saturated = {t: saturation(v, by_seed.get(t)) for t, v in means.items()}
     warn_lines = []
     for r in rows:
@@ -315,14 +347,15 @@ def analyze_values(means: Mapping[str, Mapping[str, float]], by_seed: Mapping, r
             warn_lines.append(f"{t} is saturated ({info['reason']}): its ranking of the architectures is mostly noise")
     for w in warn_lines:
         log.warning("%s", w)
-    all_tasks = [reference] + tasks
+    table = {**{b: v for b, v, _ in free}, **means}   # a task keeps its name over a training-free column
+    all_tasks = [reference] + tasks + [b for b, _, _ in free if b not in means]
     matrix = {}
     for a in all_tasks:
         matrix[a] = {}
         for b in all_tasks:
-            common = sorted(set(means[a]) & set(means[b]))
-            matrix[a][b] = _corr("spearman", np.array([means[a][k] for k in common]),
-                                 np.array([means[b][k] for k in common]))
+            common = sorted(set(table[a]) & set(table[b]))
+            matrix[a][b] = _corr("spearman", np.array([table[a][k] for k in common]),
+                                 np.array([table[b][k] for k in common]))
     ceiling = {}
     for t, seeds in by_seed.items():
         if len(seeds) < 2:
@@ -363,21 +396,33 @@ def _ci_methods(r: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in m.items())
 
 
+def _kind(r: dict) -> str:
+    return r.get("kind") if r.get("kind") in ("baseline", "proxy") else "baseline"
+
+
+def _beats_flag(r: dict, summary: dict) -> str:
+    key = f"beats_{BEATS_BASELINE}"
+    if r.get("baseline") and r["task"] == BEATS_BASELINE:
+        return "-"
+    v = r.get(key)
+    return "n/a" if v is None else ("yes" if v else "no")
+
+
 def format_table(summary: dict) -> str:
     """The main table in Markdown: a CI reads ``[n/a]`` where the data cannot support one (the
     notes column says why); ``saturated``: yes (this task), ref (the reference), no."""
     ref = summary["reference"]
     ceil = summary["seed_ceiling"]
     lines = [f"| task vs {ref} | archs | seeds | Spearman ρ (95% CI) | Kendall τ (95% CI) | Pearson r (95% CI) | seed-seed ρ "
-             "| saturated | notes |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"| saturated | > {BEATS_BASELINE} | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         c = ceil.get(r["task"], {}).get("mean_spearman")
         note = f"CI n/a: {r['ci_note']}" if r.get("ci_note") else ""
-        name, seeds = (f"{r['task']} (baseline)", "-") if r.get("baseline") else (r["task"], r["seeds"])
+        name, seeds = (f"{r['task']} ({_kind(r)})", "-") if r.get("baseline") else (r["task"], r["seeds"])
         lines.append(f"| {name} | {r['n']} | {seeds} | {_f(r['spearman'])} {_ci(r['spearman_ci'])} | "
                      f"{_f(r['kendall'])} {_ci(r['kendall_ci'])} | {_f(r['pearson'])} {_ci(r['pearson_ci'])} | "
-                     f"{_f(c) if c is not None else '-'} | {_sat_flag(r)} | {note} |")
+                     f"{_f(c) if c is not None else '-'} | {_sat_flag(r)} | {_beats_flag(r, summary)} | {note} |")
     if ref in ceil:
         lines.append(f"\nSeed-to-seed ρ of the reference {ref}: {_f(ceil[ref]['mean_spearman'])}.")
     if summary.get("reference_study"):
@@ -389,6 +434,15 @@ def format_table(summary: dict) -> str:
     if summary.get("baselines"):
         from .baselines import describe
         lines.append("\n" + describe(summary["baselines"]))
+    if summary.get("proxies"):
+        from .proxy_study import describe as describe_proxies
+        line = describe_proxies(summary["proxies"])
+        if line:
+            lines.append("\n" + line)
+    if any(r.get("baseline") and r["task"] == BEATS_BASELINE for r in summary["rows"]):
+        lines.append(f"\n> {BEATS_BASELINE}: yes where the row's Spearman 95% interval lies entirely above that of "
+                     f"{BEATS_BASELINE} (non-overlapping intervals, a conservative test), no where it does not, n/a "
+                     "where either interval is n/a.")
     boot = summary.get("bootstrap") or {}
     if boot.get("resamples"):
         lines.append(f"\n95% CIs: paired bootstrap over architectures (scipy.stats.bootstrap, {boot['resamples']} "
@@ -401,7 +455,9 @@ def format_table(summary: dict) -> str:
                      "best, or a spread of the arch means below their seed noise): "
                      + "; ".join(f"{t} ({i['reason']})" for t, i in sat.items()) + ".")
     tasks = list(summary["matrix"])
-    lines += ["", "Spearman ρ between tasks:", "", "| | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    lines += ["", "Spearman ρ between tasks" + (", baselines and proxies" if any(r.get("baseline") for r in summary["rows"])
+                                                else "") + " (common architectures):", "",
+              "| | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for a in tasks:
         lines.append(f"| {a} | " + " | ".join(_f(summary["matrix"][a][b]) for b in tasks) + " |")
     return "\n".join(lines) + "\n"
@@ -412,47 +468,70 @@ def _csv(summary: dict) -> str:
     w = csv.writer(buf)
     w.writerow(["task", "reference", "n_archs", "seeds", "spearman", "spearman_lo", "spearman_hi", "kendall",
                 "kendall_lo", "kendall_hi", "pearson", "pearson_lo", "pearson_hi", "seed_seed_spearman",
-                "ci_method", "saturated", "reference_saturated", "ci_note", "baseline"])
+                "ci_method", "saturated", "reference_saturated", "ci_note", "baseline", "kind", f"beats_{BEATS_BASELINE}"])
     for r in summary["rows"]:
         c = summary["seed_ceiling"].get(r["task"], {}).get("mean_spearman", "")
+        b = r.get(f"beats_{BEATS_BASELINE}")
         w.writerow([r["task"], r["reference"], r["n"], r["seeds"], r["spearman"], *r["spearman_ci"], r["kendall"],
                     *r["kendall_ci"], r["pearson"], *r["pearson_ci"], c, _ci_methods(r), int(bool(r.get("saturated"))),
-                    int(bool(r.get("reference_saturated"))), r.get("ci_note") or "", int(bool(r.get("baseline")))])
+                    int(bool(r.get("reference_saturated"))), r.get("ci_note") or "", int(bool(r.get("baseline"))),
+                    r.get("kind", "baseline" if r.get("baseline") else "task"), "" if b is None else int(b)])
     return buf.getvalue()
 
 
-def scatter_plot(means: Mapping, summary: dict, path: Path, metric_names: Mapping[str, str] | None = None) -> None:
+def scatter_plot(means: Mapping, summary: dict, path: Path, metric_names: Mapping[str, str] | None = None,
+                 free: Mapping[str, Mapping[str, float]] | None = None) -> None:
+    """The paper's Fig. 2 layout: x = the reference's accuracy, one panel per row of the summary (tasks,
+    then the training-free baselines and proxies whose values ``free`` holds), up to 4 panels a line.
+    A training-free score is plotted on a log axis when it is positive and spans more than 100x (the
+    regression line then fits its log)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ref = summary["reference"]
-    rows = [r for r in summary["rows"] if not r.get("baseline")]   # baselines: not accuracies, not plotted
+    free = free or {}
+    rows = [r for r in summary["rows"] if (free.get(r["task"]) if r.get("baseline") else means.get(r["task"]))]
     if not rows:
         return
     colours = plt.get_cmap("Set2").colors
-    fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows), 4.4), squeeze=False)
-    for k, (ax, r) in enumerate(zip(axes[0], rows)):
+    ncols = min(len(rows), 4)
+    nrows = -(-len(rows) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.4 * nrows), squeeze=False)
+    names = metric_names or {}
+    for k, r in enumerate(rows):
+        ax = axes[k // ncols][k % ncols]
         t = r["task"]
-        common = sorted(set(means[ref]) & set(means[t]))
+        values = free[t] if r.get("baseline") else means[t]
+        common = sorted(set(means[ref]) & set(values))
         x = np.array([means[ref][a] for a in common])
-        y = np.array([means[t][a] for a in common])
-        ax.scatter(x, y, alpha=0.5, color=colours[k % len(colours)], edgecolor="none",
-                   label=f"ρ = {_f(r['spearman'])} (n = {len(common)})")
+        y = np.array([values[a] for a in common], dtype=float)
+        colour = "0.35" if r.get("baseline") else colours[k % len(colours)]
+        ax.scatter(x, y, alpha=0.5, color=colour, edgecolor="none", label=f"ρ = {_f(r['spearman'])} (n = {len(common)})")
+        logy = bool(r.get("baseline") and len(y) and np.all(y > 0) and y.max() > 100 * y.min())
+        if logy:
+            ax.set_yscale("log")
         if len(x) >= 2 and not np.all(x == x[0]):
-            slope, intercept, _, _ = stats.theilslopes(y, x)
+            fy = np.log10(y) if logy else y
+            slope, intercept, _, _ = stats.theilslopes(fy, x)
             xs = np.linspace(x.min(), x.max(), 50)
-            ax.plot(xs, intercept + slope * xs, color=colours[k % len(colours)], lw=2)
-        names = metric_names or {}
+            line = intercept + slope * xs
+            ax.plot(xs, 10 ** line if logy else line, color=colour, lw=2)
         ax.set_xlabel(f"{ref} accuracy (%)" if ref not in names else names[ref])
-        ax.set_ylabel(f"{t} accuracy (%)" if t not in names else names[t])
+        if r.get("baseline"):
+            ax.set_ylabel(names.get(t, f"{t} ({_kind(r)}, at initialisation)" if r.get("kind") == "proxy" else
+                                    f"{t} ({_kind(r)})"))
+        else:
+            ax.set_ylabel(f"{t} accuracy (%)" if t not in names else names[t])
         ax.set_title(f"{t} vs {ref}")
         # below the axes, never over the points
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=11, frameon=False)
         ax.grid(alpha=0.3)
+    for k in range(len(rows), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=120 if len(rows) <= 8 else 80, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -511,9 +590,42 @@ def _write_csv(path: Path, header: list, rows) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _training_free(run_dir: Path, results, archs, head_task: str, need: set, proxies: bool,
+                   proxy_seconds: float | None):
+    """``(baseline values, baselines info, proxy values, proxies info)`` of an analysis: the params/MACs
+    baselines of ``head_task``'s network (read from and written to the proxy cache when the proxies
+    score the same task's network) and the zero-cost proxies of ``STUDY.PROXIES``."""
+    from .baselines import complexity_baselines
+    from .proxy_study import analysis_proxies, open_cache
+    from .runner import open_store
+
+    cfg = load_study_cfg(run_dir)
+    store = open_store(run_dir)
+    try:
+        cache, proxy_values, proxy_info = None, {}, None
+        if cfg is not None and str(cfg.STUDY.SUPERVISED) == head_task:
+            try:
+                cache = open_cache(store, cfg)
+            except ConfigError as exc:   # a stored config this version cannot turn into a job config
+                log.warning("proxies: cannot use the stored config (%s)", exc)
+        base_values, base_info = complexity_baselines(results, archs, cfg, head_task, need=need, cache=cache)
+        if proxies and cfg is not None:
+            try:
+                proxy_values, proxy_info = analysis_proxies(store, cfg, archs, need, results, proxy_seconds, run_dir)
+            except ConfigError as exc:
+                proxy_info = {"names": [], "note": f"cannot score proxies ({exc.args[0] if exc.args else exc})"}
+                log.warning("proxies: %s", proxy_info["note"])
+        elif proxies:
+            proxy_info = {"names": [], "note": "no readable study config to score the proxies with"}
+    finally:
+        store.close()
+    return base_values, base_info, proxy_values, proxy_info
+
+
 def analyze_run(run_dir, reference: str = "cls", metric: str = "best", supervised_table: str | None = None,
                 n_boot: int = 1000, seed: int = 0, out_dir=None, *, reference_run=None,
-                reference_task: str | None = None, baselines: bool = True, randexp_seed: int = 0) -> dict:
+                reference_task: str | None = None, baselines: bool = True, randexp_seed: int = 0,
+                proxies: bool = True, proxy_seconds: float | None = None) -> dict:
     """Analyse the done jobs of ``run_dir`` and write the outputs; returns the summary.
 
     ``reference`` names the reference task; ``supervised_table`` replaces its values by a table
@@ -521,8 +633,10 @@ def analyze_run(run_dir, reference: str = "cls", metric: str = "best", supervise
     replaces them by that study's ``reference_task`` (default its ``STUDY.SUPERVISED``), matched by
     genotype (:mod:`unnas.study.reference`; this study's task of that name stays as ``<task>(this)``;
     outputs in ``analysis_ref_<study>_<task>/``). ``baselines``: add the params/macs rows
-    (:mod:`unnas.study.baselines`). ``randexp_seed``: the seed of the random experiment
-    (:mod:`unnas.study.randexp`).
+    (:mod:`unnas.study.baselines`) and, with ``proxies``, the zero-cost proxies of ``STUDY.PROXIES``
+    (:mod:`unnas.study.proxy_study`: cached scores, the missing ones computed for at most
+    ``proxy_seconds``, default ``STUDY.PROXY_ANALYZE_SECONDS``). ``randexp_seed``: the seed of the
+    random experiment (:mod:`unnas.study.randexp`).
     """
     from unnas.utils.io import atomic_write_text
 
@@ -563,15 +677,17 @@ def analyze_run(run_dir, reference: str = "cls", metric: str = "best", supervise
         reference = ref_study["label"]
         means[reference] = values
         by_seed[reference] = {0: values}
-    base_values, base_info = {}, None
+    base_values, base_info, proxy_values, proxy_info = {}, None, {}, None
     if baselines:
-        from .baselines import complexity_baselines
-        base_values, base_info = complexity_baselines(results, archs, load_study_cfg(run_dir), head_task,
-                                                      need=set(means.get(reference, {})))
-    summary = analyze_values(means, by_seed, reference, n_boot, seed, base_values)
-    randexp = random_experiment(means, reference, randexp_seed, base_values)
+        base_values, base_info, proxy_values, proxy_info = _training_free(
+            run_dir, results, archs, head_task, set(means.get(reference, {})), proxies, proxy_seconds)
+    summary = analyze_values(means, by_seed, reference, n_boot, seed, base_values, proxy_values)
+    free = {**base_values, **proxy_values}
+    randexp = random_experiment(means, reference, randexp_seed, free)
     summary.update({"metric": metric, "jobs": counts, "supervised_table": supervised_table or None,
-                    "reference_study": ref_study, "baselines": base_info, "randexp": randexp,
+                    "reference_study": ref_study, "baselines": base_info, "proxies": proxy_info, "randexp": randexp,
+                    "beats_rule": f"beats_{BEATS_BASELINE}: the row's Spearman 95% interval lies entirely above "
+                                  f"{BEATS_BASELINE}'s (non-overlapping intervals); null where either is n/a",
                     "bootstrap": {"resamples": n_boot, "seed": seed, "method": "scipy.stats.bootstrap paired BCa "
                                   "(percentile where BCa cannot be computed)", "min_archs": MIN_ARCHS_CI},
                     "saturation_rule": {"points": SATURATION_POINTS, "fraction": SATURATION_FRACTION}})
@@ -586,12 +702,12 @@ def analyze_run(run_dir, reference: str = "cls", metric: str = "best", supervise
     atomic_write_text(out / "correlations.json", json.dumps(summary, indent=1, default=str) + "\n")
     tasks = list(summary["matrix"])
     _write_csv(out / "task_matrix.csv", [""] + tasks, ([a] + [summary["matrix"][a][b] for b in tasks] for a in tasks))
-    cols = tasks + list(base_values)
-    table = {**means, **base_values}
+    cols = list(means) + [b for b in free if b not in means]
+    table = {**free, **means}
     _write_csv(out / "archs.csv", ["arch_id"] + cols,
                ([a] + [table[t].get(a, "") for t in cols] for a in sorted({k for v in means.values() for k in v})))
     atomic_write_text(out / "randexp.csv", randexp_csv(randexp))
-    scatter_plot(means, summary, out / "scatter.png")
+    scatter_plot(means, summary, out / "scatter.png", free=free)
     randexp_plot(randexp, out / "randexp.png")
     summary["table_md"] = table_md
     summary["out_dir"] = str(out)

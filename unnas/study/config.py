@@ -96,10 +96,36 @@ def study_defaults() -> CN:
     cfg.STUDY.BOOTSTRAP = 1000       # bootstrap resamples for the 95% intervals (0 = none)
     cfg.STUDY.BOOTSTRAP_SEED = 0
     cfg.STUDY.EPOCH_LOG = True       # print each job's per-epoch line (lr, loss, test metric, time)
-    cfg.STUDY.FAKE_SECONDS = 0.0     # fake trainer: seconds per job (tests and demos of the engine)
+    cfg.STUDY.FAKE_SECONDS = 0.0     # fake trainer: seconds per job (tests and demos of the engine); > 0: it
+    #                                  checkpoints each "epoch" in the job dir and resumes like the real trainer
     cfg.STUDY.FAKE_TABLE = ""        # fake trainer: JSON {task: {arch_id: accuracy}} to return exactly
-    cfg.STUDY.FAKE_LOG = ""          # fake trainer: append "start|end key pid" lines here (audit in tests)
+    cfg.STUDY.FAKE_LOG = ""          # fake trainer: append "start|resume|end key pid" lines here (audit in tests)
     cfg.STUDY.KEEP_CHECKPOINTS = False  # keep each job's checkpoints after it is done (paper scale: ~10 MB/job)
+    # Where jobs run (unnas/study/executors/, docs/rank_corr.md §1): local worker processes claiming from
+    # the store, or a driver (the store's only writer) submitting them to a Ray cluster or to SLURM.
+    cfg.STUDY.EXECUTOR = "local"     # local | ray | slurm
+    cfg.STUDY.MAX_IN_FLIGHT = 0      # ray/slurm: jobs claimed and submitted at once; 0 = ray 2x the cluster's
+    #                                  slots, slurm all (submitit's local cluster: SLURM.ARRAY_PARALLELISM)
+    cfg.STUDY.RAY = CN()
+    cfg.STUDY.RAY.ADDRESS = ""       # "" = ray.init()'s default (RAY_ADDRESS, or a new local instance); auto; host:port
+    cfg.STUDY.RAY.MAX_RETRIES = 3    # Ray's retries of a task whose worker or node died (then the job counts as lost)
+    cfg.STUDY.RAY.GPUS_PER_JOB = -1.0  # -1: 1 when the cluster has GPUs, else 0 (a fraction packs small jobs)
+    cfg.STUDY.SLURM = CN()
+    cfg.STUDY.SLURM.CLUSTER = "slurm"  # slurm | local (submitit's local processes: tests and dry runs) | debug
+    cfg.STUDY.SLURM.PARTITION = ""
+    cfg.STUDY.SLURM.GPUS_PER_JOB = 0
+    cfg.STUDY.SLURM.TIME = 240       # minutes per array task; at the limit the job is requeued and resumes
+    cfg.STUDY.SLURM.ARRAY_PARALLELISM = 256
+    cfg.STUDY.SLURM.MAX_ARRAY_SIZE = 1000  # tasks per array (SLURM's MaxArraySize is 1001 by default)
+    cfg.STUDY.SLURM.EXTRA = []       # more sbatch options, "KEY=VALUE" or "FLAG" (e.g. account=nas, qos=low)
+    cfg.STUDY.SLURM.POLL_SECONDS = 30.0  # how often the driver looks for finished jobs
+    # Training-free proxies (unnas/study/proxy_study.py): scored once per architecture at initialisation
+    # on the reference task's network, cached in the store; `rank_corr.py proxies RUN` computes them.
+    from .proxies import PROXY_NAMES
+    cfg.STUDY.PROXIES = list(PROXY_NAMES)   # [] = none (params/macs baselines stay)
+    cfg.STUDY.PROXY_BATCH_SIZE = 64  # training images in the proxies' one batch (NASLib's default)
+    cfg.STUDY.PROXY_SEED = 0         # network initialisation, the batch's draw and zen's Gaussian draws
+    cfg.STUDY.PROXY_ANALYZE_SECONDS = 60.0  # analyze computes missing proxies for at most this long (0: never)
 
     cfg.OUT_DIR = "runs/rank_corr"   # SEED is set per job from STUDY.SEEDS
     return cfg
@@ -218,6 +244,11 @@ def validate_study_cfg(cfg: CN) -> None:
           f"need 0 < STUDY.HEARTBEAT_SECONDS ({s.HEARTBEAT_SECONDS}) < STUDY.LEASE_SECONDS ({s.LEASE_SECONDS})")
     check(s.MAX_ATTEMPTS >= 1, "STUDY.MAX_ATTEMPTS must be >= 1")
     check(s.BOOTSTRAP >= 0, "STUDY.BOOTSTRAP must be >= 0")
+    from .executors import validate_executor_cfg
+    validate_executor_cfg(cfg)
+    check(s.PROXY_BATCH_SIZE >= 2, f"STUDY.PROXY_BATCH_SIZE must be >= 2, got {s.PROXY_BATCH_SIZE}")
+    from .proxy_study import proxy_names
+    cfg.STUDY.PROXIES = proxy_names(cfg)   # raises on an unknown name
     for t in cfg.TASK_RECIPES:
         check(t in RECIPE_TASKS, f"TASK_RECIPES.{t}: unknown task; recipes exist for {', '.join(RECIPE_TASKS)}")
     for t in tasks:   # every task's effective recipe must be a valid trainer config

@@ -69,7 +69,10 @@ Choices (each proxy as NASLib unless said here):
   Deviation: sigma_i is each BatchNorm2d's per-channel mini-batch variance (unbiased, as BN's
   running_var) in the pass on x, the paper's definition; NASLib/Zen-NAS read ``running_var`` after
   the two passes with momentum 0.1, which mixes in the stored running statistics (1 for a fresh
-  network). BatchNorms the feature pass never calls add nothing.
+  network). BatchNorms the feature pass never calls add nothing. Each BN's term is
+  ``log sqrt(mean_c var_c + eps)`` (BN's own eps), so a BN fed only zeros (a node of two ``none``
+  ops, common in sampled genotypes) stays finite; a network whose features ignore the input
+  scores ``-inf``.
 * grad_norm, l2_norm: per-layer norms of the weight-layer weights, summed (NASLib), not the norm
   of all parameters. params/flops: plain counts (NASLib divides by 1e6).
 * Raw scores are returned: no log of synflow and no NaN/inf -> -1e8 (NASLib's ``ZeroCost.query``
@@ -310,7 +313,7 @@ def zen(net, inputs, targets, loss_fn, seed, mixup_gamma: float = ZEN_MIXUP_GAMM
 
         def record(module, inp):
             a = inp[0]
-            variances[id(module)] = a.var(dim=[d for d in range(a.dim()) if d != 1], unbiased=True)
+            variances[id(module)] = (a.var(dim=[d for d in range(a.dim()) if d != 1], unbiased=True), module.eps)
 
         handles = [m.register_forward_pre_hook(record) for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
         try:
@@ -320,8 +323,11 @@ def zen(net, inputs, targets, loss_fn, seed, mixup_gamma: float = ZEN_MIXUP_GAMM
                 h.remove()
         f_mix = features_before_pool(net, x + mixup_gamma * e)
         delta = (f - f_mix).abs().sum(dim=tuple(range(1, f.dim()))).mean()
-        log_bn = sum(0.5 * math.log(float(v.mean())) for v in variances.values())
-        return math.log(float(delta)) + log_bn
+        # + eps, as BN itself divides by sqrt(var + eps): a BN fed only zeros (a node of two `none`
+        # ops) then scales by 1/sqrt(eps) instead of making the score log(0)
+        log_bn = sum(0.5 * math.log(float(v.mean()) + eps) for v, eps in variances.values())
+        delta = float(delta)
+        return (math.log(delta) if delta > 0 else -math.inf) + log_bn   # -inf: output ignores the input
 
 
 def l2_norm(net, inputs, targets, loss_fn, seed) -> float:

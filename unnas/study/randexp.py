@@ -128,8 +128,10 @@ def randexp_csv(result: dict) -> str:
 
 def randexp_plot(result: dict, path: Path, ylabel: str | None = None) -> None:
     """Mean +- 2 std of the reference accuracy against log2 m, one line per curve (the release's
-    scatter and band; here joined by a line): tasks in colour, baselines dotted grey shades, the
-    oracle dashed black."""
+    scatter and band; here joined by a line): tasks in colour, baselines dotted (grey shades for up
+    to three, else a colour map: with the zero-cost proxies there are a dozen), the oracle dashed
+    black (bands of mean +- 2 std for up to three baselines only); with more than 8 curves the legend
+    goes beside the axes."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -138,7 +140,8 @@ def randexp_plot(result: dict, path: Path, ylabel: str | None = None) -> None:
     if not curves:
         return
     colours = plt.get_cmap("Set2").colors
-    greys = ("0.45", "0.65", "0.3")
+    n_base = sum(c["kind"] == "baseline" for c in curves)
+    greys = ("0.45", "0.65", "0.3") if n_base <= 3 else [plt.get_cmap("tab20").colors[i % 20] for i in range(n_base)]
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     k = b = 0
     width = 0
@@ -155,7 +158,8 @@ def randexp_plot(result: dict, path: Path, ylabel: str | None = None) -> None:
             colour, style = colours[k % len(colours)], "-"
             k += 1
         ax.plot(x, mu, style, marker="o", ms=4, color=colour, alpha=0.9, label=_label(c))
-        ax.fill_between(x, mu - 2 * sd, mu + 2 * sd, color=colour, alpha=0.08)
+        if c["kind"] != "baseline" or n_base <= 3:   # a dozen proxies' bands would hide everything
+            ax.fill_between(x, mu - 2 * sd, mu + 2 * sd, color=colour, alpha=0.08)
         width = max(width, len(x))
     ax.set_xticks(range(width))
     ax.set_xticklabels([str(2 ** i) for i in range(width)])
@@ -164,7 +168,10 @@ def randexp_plot(result: dict, path: Path, ylabel: str | None = None) -> None:
     ax.set_ylabel(ylabel or f"{result['reference']} accuracy (%) of the pick")
     ax.set_title("best of m random architectures (mean ± 2 std)", fontsize=11)
     ax.grid(alpha=0.4)
-    ax.legend(loc="lower right", fontsize=9)
+    if len(curves) > 8:
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    else:
+        ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -9,7 +9,12 @@ Schema (see docs/rank_corr.md):
   and for done jobs ``best``/``final`` (the task's primary test metric), ``wall`` seconds and the
   full ``result`` JSON (curve, params, FLOPs, config);
 * ``attempts``: one row per claim (worker, token, start, end, outcome done | failed | lost |
-  discarded | released), the audit trail of who ran what.
+  discarded | released), the audit trail of who ran what;
+* ``proxies``: training-free proxy scores (:mod:`unnas.study.proxy_study`), one row per (arch_id,
+  proxy name, settings hash) with ``value`` (NULL: NaN or failed), ``seconds`` and ``error``;
+  ``proxy_settings(settings, description)`` what each settings hash stands for (JSON). Added in
+  schema version 2: opening a version-1 store creates both tables and records version 2 (older
+  code still reads such a store: it never looks at these tables).
 
 Concurrency: every state change is one ``BEGIN IMMEDIATE`` transaction (a single writer at a
 time; readers are not blocked in WAL mode). A running job's worker refreshes its heartbeat; a job
@@ -35,7 +40,7 @@ from unnas.config import ConfigError
 from .archs import Arch, genotype_key
 from .jobs import Job, job_hash
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"   # 2: the proxies and proxy_settings tables
 STATES = ("pending", "running", "done", "failed")
 
 _SCHEMA = """
@@ -61,6 +66,13 @@ CREATE TABLE IF NOT EXISTS attempts (
     worker TEXT NOT NULL, token TEXT NOT NULL,
     started REAL NOT NULL, ended REAL, outcome TEXT
 );
+CREATE TABLE IF NOT EXISTS proxies (
+    arch_id TEXT NOT NULL, name TEXT NOT NULL, settings TEXT NOT NULL,
+    value REAL, seconds REAL, error TEXT, created REAL NOT NULL,
+    PRIMARY KEY (arch_id, name, settings)
+);
+CREATE TABLE IF NOT EXISTS proxy_settings (settings TEXT PRIMARY KEY, description TEXT NOT NULL);
+UPDATE meta SET value = '2' WHERE key = 'schema_version' AND value = '1'
 """
 
 
@@ -212,6 +224,26 @@ class Store:
             db.execute("UPDATE attempts SET ended = ?, outcome = 'done' WHERE token = ?", (t, token))
             return True
 
+    def record_imported(self, job: Job, worker: str, result: dict) -> bool:
+        """Mark a registered, not yet done job done with a result from elsewhere (an export of this
+        study: :mod:`unnas.study.portable`); its attempt is recorded as 'imported'. False when the
+        job is unknown or already done (a running claim on it then finds the job done and discards)."""
+        key = (job.arch_id, job.task, job.seed)
+        t = time.time()
+        with self.transaction() as db:
+            state = db.execute("SELECT state FROM jobs WHERE arch_id = ? AND task = ? AND seed = ?", key).fetchone()
+            if state is None or state[0] == "done":
+                return False
+            token = f"import-{t:.6f}"
+            db.execute("UPDATE jobs SET state = 'done', worker = ?, token = ?, finished_at = ?, heartbeat = ?, "
+                       "error = NULL, best = ?, final = ?, wall = ?, result = ? WHERE arch_id = ? AND task = ? AND seed = ?",
+                       (worker, token, t, t, _num(result.get("best")), _num(result.get("final")),
+                        _num(result.get("job_seconds", result.get("wall_time"))),
+                        json.dumps(result, default=_jsonable), *key))
+            db.execute("INSERT INTO attempts(arch_id, task, seed, worker, token, started, ended, outcome) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, 'imported')", (*key, worker, token, t, t))
+            return True
+
     def fail(self, job: Job, token: str, error: str) -> None:
         key = (job.arch_id, job.task, job.seed)
         t = time.time()
@@ -230,6 +262,39 @@ class Store:
                              (*key, token))
             if cur.rowcount:
                 db.execute("UPDATE attempts SET ended = ?, outcome = 'released' WHERE token = ?", (time.time(), token))
+
+    def heartbeat_tokens(self, tokens: Sequence[str]) -> int:
+        """Refresh the leases of many claims at once (a driver holding all its executor's jobs);
+        returns how many are still running under those tokens."""
+        t, n, tokens = time.time(), 0, list(tokens)
+        with self.transaction() as db:
+            for i in range(0, len(tokens), 500):
+                chunk = tokens[i:i + 500]
+                n += db.execute(f"UPDATE jobs SET heartbeat = ? WHERE state = 'running' AND token IN "
+                                f"({','.join('?' * len(chunk))})", [t, *chunk]).rowcount
+        return n
+
+    def release_worker(self, worker: str) -> int:
+        """Give back every running claim of ``worker`` (a driver that was stopped, or a dead
+        predecessor of the same driver whose tasks died with it): pending again, attempts not counted."""
+        t = time.time()
+        with self.transaction() as db:
+            tokens = [r[0] for r in db.execute("SELECT token FROM jobs WHERE state = 'running' AND worker = ?", (worker,))]
+            db.execute("UPDATE jobs SET state = 'pending', token = NULL, worker = NULL, attempts = attempts - 1 "
+                       "WHERE state = 'running' AND worker = ?", (worker,))
+            db.executemany("UPDATE attempts SET ended = ?, outcome = 'released' WHERE token = ? AND outcome IS NULL",
+                           [(t, tok) for tok in tokens])
+        return len(tokens)
+
+    def adopt(self, job: Job, token: str, worker: str) -> bool:
+        """Take over a running claim by its token (a restarted driver re-attaching to the cluster
+        jobs its predecessor submitted): the row's worker becomes ``worker`` and its lease is fresh.
+        False when that claim is no longer running (finished, released or taken over)."""
+        with self.transaction() as db:
+            cur = db.execute("UPDATE jobs SET worker = ?, heartbeat = ? WHERE arch_id = ? AND task = ? AND seed = ? "
+                             "AND token = ? AND state = 'running'",
+                             (worker, time.time(), job.arch_id, job.task, job.seed, token))
+            return cur.rowcount == 1
 
     def expire(self, job: Job, worker: str) -> None:
         """Mark a running job's lease as expired now (its worker is known to be dead)."""
@@ -283,6 +348,39 @@ class Store:
     def attempts(self) -> list[dict]:
         cols = ("arch_id", "task", "seed", "worker", "token", "started", "ended", "outcome")
         return [dict(zip(cols, r)) for r in self.db.execute(f"SELECT {', '.join(cols)} FROM attempts ORDER BY id")]
+
+    # ---- training-free proxies (unnas.study.proxy_study) -------------------------------------
+    def proxy_rows(self, settings: str) -> list[dict]:
+        """The stored proxy scores under one settings hash: ``arch_id, name, value (None = NaN or
+        failed), seconds, error``."""
+        cols = ("arch_id", "name", "value", "seconds", "error")
+        return [dict(zip(cols, r)) for r in self.db.execute(
+            f"SELECT {', '.join(cols)} FROM proxies WHERE settings = ? ORDER BY arch_id, name", (settings,))]
+
+    def put_proxy(self, arch_id: str, name: str, settings: str, value: float | None, seconds: float | None,
+                  error: str | None = None) -> None:
+        """Record one score (replacing an older one of the same key); a NaN is stored as NULL."""
+        v = None if value is None or value != value else float(value)
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO proxies(arch_id, name, settings, value, seconds, error, created) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (arch_id, name, settings, v, seconds,
+                                                        None if error is None else error[:2000], time.time()))
+
+    def delete_proxies(self, settings: str, names: Sequence[str] | None = None, failed_only: bool = False) -> int:
+        """Drop stored scores of one settings hash (of ``names``; only those that failed); their count."""
+        with self.transaction() as db:
+            q, args = "DELETE FROM proxies WHERE settings = ?", [settings]
+            if failed_only:
+                q += " AND error IS NOT NULL"
+            if names:
+                q += f" AND name IN ({','.join('?' * len(names))})"
+                args += list(names)
+            return db.execute(q, args).rowcount
+
+    def set_proxy_settings(self, settings: str, description: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO proxy_settings(settings, description) VALUES (?, ?)",
+                       (settings, description))
 
 
 def _num(x):
