@@ -333,18 +333,27 @@ def test_counts_entropy_and_warning_on_known_genotypes():
     assert op_entropy(torch.eye(8)) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_the_warning_is_logged_when_the_cell_turns_mostly_parameter_free(caplog):
+def test_the_warning_is_logged_when_the_cell_turns_mostly_parameter_free():
     from types import SimpleNamespace
     from unnas.search.diagnostics import DiagnosticsHook
     hook = DiagnosticsHook(search_defaults())
     collapsed = Genotype([("skip_connect", 0)] * 4 + [("sep_conv_3x3", 1)] * 4, [2, 3, 4, 5],
                          get_genotype("DARTS_V2").reduce, [2, 3, 4, 5])
     loop = SimpleNamespace(is_main=True, epoch=3, epoch_stats=[{"normal_param_free": 1}])
-    with caplog.at_level("WARNING", logger="unnas.search"):
+    import logging
+
+    records = []
+    handler = logging.Handler(logging.WARNING)   # our own handler: a CLI test earlier in the session may have
+    handler.emit = records.append                # set the "unnas" logger not to propagate to caplog's
+    logger = logging.getLogger("unnas.search")
+    logger.addHandler(handler)
+    try:
         hook._warn(loop, collapsed, {})
         loop.epoch_stats.append({"normal_param_free": 4})       # still collapsed: no second line
         hook._warn(loop, collapsed, {})
-    lines = [r.getMessage() for r in caplog.records]
+    finally:
+        logger.removeHandler(handler)
+    lines = [r.getMessage() for r in records]
     assert len(lines) == 1 and lines[0].startswith("epoch 4: the derived normal cell is mostly parameter-free")
     assert "SEARCH.PDARTS.ENABLE" in lines[0] and "SEARCH.MAX_SKIPS_NORMAL" in lines[0]
 

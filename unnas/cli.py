@@ -137,6 +137,27 @@ def setup_logging(out_dir: str | Path | None, is_main: bool) -> None:
     logger.propagate = False
 
 
+@contextmanager
+def logging_restored():
+    """Run a program's ``main`` inside another program (tools/reproduce.py runs the search and the
+    study this way): afterwards the ``unnas`` logger is as it was, and the handlers the inner program
+    added (its run's ``log.txt``) are closed, so the next lines do not land in that run's log."""
+    logger = logging.getLogger("unnas")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        for h in list(logger.handlers):
+            if h not in saved[0]:
+                logger.removeHandler(h)
+                h.close()
+        for h in saved[0]:
+            if h not in logger.handlers:
+                logger.addHandler(h)
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
+
+
 @lru_cache(maxsize=1)
 def _user_error_types() -> tuple[type[BaseException], ...]:
     # Imported on first use: these classes live in modules that import torch, and a tool's --help

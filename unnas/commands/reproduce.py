@@ -4,6 +4,11 @@
   python tools/reproduce.py --list                  # the steps and their state (done / partial N/M / not started)
   python tools/reproduce.py --only calib_sampled    # some steps only (comma-separated); --skip STEP,... leaves some out
   python tools/reproduce.py --report                # rebuild docs/results.md from results/ alone (no run directory needed)
+  python tools/reproduce.py --export                # every study's finished jobs to results/jobs/*.jsonl (commit them)
+
+Finished jobs outlive the run directories: each study step exports its store's done jobs to
+``results/jobs/<run dir>.jsonl`` and, on a fresh clone, puts them back into a new store before it
+trains (unnas.study.portable), so a reproduction run in parts on several machines loses no job.
 
 The experiments are the study and search configs in experiments/repro/ plus the pipeline below
 (:data:`PIPELINE`: one :class:`Step` per experiment; :data:`KINDS`: what a kind of step runs, how it
@@ -193,8 +198,10 @@ def call(ctx: Ctx, step: Step, tool: str, argv: list[str]) -> None:
     if ctx.commands is not None:
         ctx.commands.append(line)
     say(step.name, f"$ {line}")
+    from unnas.cli import logging_restored
     try:
-        rc = importlib.import_module(module).main(list(argv))
+        with logging_restored():   # the program's log.txt handler goes with it
+            rc = importlib.import_module(module).main(list(argv))
     except SystemExit as exc:
         rc = exc.code if isinstance(exc.code, int) else 1
     if rc:
@@ -322,8 +329,53 @@ def study_progress(run_dir: Path, cfg) -> tuple[int, int] | None:
     return sum((r["arch_id"], r["task"], r["seed"]) in keys for r in rows), len(keys)
 
 
+def exported(ctx: Ctx, run_dir: Path) -> Path:
+    """Where the finished jobs of a run directory's store are kept in the results (git): one file per
+    store, since several steps extend one store (calibration rung 1 and its set)."""
+    return ctx.results / "jobs" / f"{run_dir.name}.jsonl"
+
+
+def export_store(ctx: Ctx, run_dir: Path) -> int | None:
+    """Write the store's finished jobs to :func:`exported` (None when there is no store)."""
+    from unnas.study.portable import export_results
+    from unnas.study.runner import open_store, store_path
+    if not store_path(run_dir).is_file():
+        return None
+    store = open_store(run_dir)
+    try:
+        return export_results(store, exported(ctx, run_dir))
+    finally:
+        store.close()
+
+
+def restore_store(ctx: Ctx, step: Step, run_dir: Path, cfg) -> None:
+    """Put the finished jobs kept in the results back into the store (a fresh clone, or a run directory
+    lost with its machine), so that only the missing jobs train."""
+    from unnas.study.portable import import_results
+    from unnas.study.runner import prepare_study
+    path = exported(ctx, run_dir)
+    if not path.is_file():
+        return
+    store, _ = prepare_study(cfg, run_dir)
+    try:
+        n = import_results(store, path)
+    finally:
+        store.close()
+    if n:
+        say(step.name, f"{run_dir}: {n} finished jobs restored from {path}")
+
+
 def run_study(ctx: Ctx, step: Step, run_dir: Path, cfg, overrides: list[str]) -> None:
-    """Create, resume or extend the study of ``cfg`` in ``run_dir`` until its jobs are done."""
+    """Create, resume or extend the study of ``cfg`` in ``run_dir`` until its jobs are done; its finished
+    jobs are restored from, and exported to, the results directory (:func:`exported`)."""
+    restore_store(ctx, step, run_dir, cfg)
+    try:
+        _run_study(ctx, step, run_dir, cfg, overrides)
+    finally:
+        export_store(ctx, run_dir)
+
+
+def _run_study(ctx: Ctx, step: Step, run_dir: Path, cfg, overrides: list[str]) -> None:
     p = study_progress(run_dir, cfg)
     if p is not None and p[0] >= p[1]:
         say(step.name, f"{run_dir}: all {p[1]} jobs done")
@@ -967,6 +1019,8 @@ def parse_args(argv=None):
     p.add_argument("--skip", help="leave these steps out (comma-separated)")
     p.add_argument("--list", action="store_true", help="print the steps with their state and exit")
     p.add_argument("--report", action="store_true", help="only rebuild the report from the results directory")
+    p.add_argument("--export", action="store_true", help="only write every study's finished jobs to RESULTS/jobs/ "
+                   "(for a study still running elsewhere: commit them before its machine goes away)")
     p.add_argument("--workers", type=int, default=2, help="worker processes per study (default 2)")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"cifar10-mini folder (default {DEFAULT_DATA_DIR})")
     p.add_argument("--runs", default=DEFAULT_RUNS, help=f"run directories (default {DEFAULT_RUNS})")
@@ -997,6 +1051,10 @@ def _main(args, argv: list[str]) -> int:
         return 0
     if args.report:
         print(f"wrote {write_report(ctx)}")
+        return 0
+    if args.export:
+        for run_dir in sorted(p.parent for p in ctx.runs.glob("*/study.sqlite")):
+            print(f"{run_dir}: {export_store(ctx, run_dir)} finished jobs -> {exported(ctx, run_dir)}")
         return 0
     check_data(ctx, names)
     for name in names:
