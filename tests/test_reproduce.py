@@ -192,6 +192,20 @@ def test_full_pipeline_skip_and_report(pipeline, capsys):
     s = stage("list2", ["--list"], capsys)
     assert "sampled         done (results only" in s["out"], s["out"]
 
+    # finished jobs outlive the run directories: a step rerun without them restores its store from
+    # results/jobs/ (the calibration's second cls seed included) and trains nothing
+    assert (results / "jobs" / "sampled_r2.jsonl").is_file()
+    (results / "sampled" / "summary.json").unlink()
+    s = stage("restore", ["--only", "sampled"], capsys)
+    assert s["rc"] == 0 and s["log"] == stages["full"]["log"], s["err"][-2000:]
+    assert f"{5 * ARCHS} finished jobs restored" in s["out"], s["out"]
+    db = sqlite3.connect(str(runs / "sampled_r2" / "study.sqlite"))
+    try:
+        done = dict(db.execute("SELECT task || seed, count(*) FROM jobs WHERE state = 'done' GROUP BY task, seed"))
+    finally:
+        db.close()
+    assert done == {"cls1": ARCHS, "cls2": ARCHS, "rot1": ARCHS, "col1": ARCHS, "jig1": ARCHS}
+
 
 def test_report_without_results_and_bad_arguments(tmp_path, capsys):
     argv = ["--results", str(tmp_path / "results"), "--report-path", str(tmp_path / "r.md"), "--runs", str(tmp_path / "runs")]
