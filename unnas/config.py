@@ -38,7 +38,7 @@ def add_data_cfg(cfg: CN) -> None:
 
 def add_task_cfg(cfg: CN) -> None:
     cfg.TASK = CN()
-    cfg.TASK.NAME = "rot"            # cls | rot | jig | col | seg (long names accepted)
+    cfg.TASK.NAME = "rot"            # cls | rot | jig | col | seg | inpaint | ... (docs/tasks.md; long names accepted)
     cfg.TASK.JIGSAW_GRID = 0         # 0 = 2 for images <= 64 px, else 3
     cfg.TASK.JIGSAW_NUM_PERMS = 1000 # permutation-set size for grid 3 (grid 2 always uses all 24)
     cfg.TASK.JIGSAW_PERMS_FILE = ""  # optional .npy (N, G*G) permutation set
@@ -49,6 +49,13 @@ def add_task_cfg(cfg: CN) -> None:
     cfg.TASK.COL_PRIOR_FILE = ""     # colorization rebalancing: (313,) .npy bin prior ('' = running estimate)
     cfg.TASK.SEG_ASPP_CHANNELS = 256
     cfg.TASK.SEG_ASPP_RATES = [6, 12, 18]
+    cfg.TASK.DECODER_CHANNELS = 64   # inpaint/superres: channels of the decoder head (halved per upsampling stage)
+    cfg.TASK.INPAINT_SIZE = 0.5      # inpaint: side of the central square hole, fraction of the image side
+    cfg.TASK.INPAINT_CENTER = True   # inpaint: hide the central square
+    cfg.TASK.INPAINT_BLOCKS = 0      # inpaint: also hide this many random square blocks
+    cfg.TASK.INPAINT_BLOCK_SIZE = 0.25  # inpaint: side of each random block, fraction of the image side
+    cfg.TASK.INPAINT_OVERLAP = 0     # inpaint: px of the centre square left visible but in the loss (Pathak: 4)
+    cfg.TASK.INPAINT_OVERLAP_WEIGHT = 10.0  # inpaint: loss weight of that visible ring (Pathak: 10)
 
 
 def task_options(cfg: CN) -> dict:

@@ -26,7 +26,11 @@ _NON_TRAINING = {
 # Keys added after studies existed, with the value that means "as before the key existed": a key at
 # that value is left out of the fingerprint, so upgrading the toolkit does not orphan a study's store.
 # Every training key added from now on goes here with its neutral value.
-_NEUTRAL_WHEN = {"TRAIN.PRECISE_BN_IMAGES": 0, "DATA.TRAIN_OFFSET": 0}
+_NEUTRAL_WHEN = {"TRAIN.PRECISE_BN_IMAGES": 0, "DATA.TRAIN_OFFSET": 0,
+                 # options of the tasks of issue 15 (no earlier task reads them)
+                 "TASK.DECODER_CHANNELS": 64, "TASK.INPAINT_SIZE": 0.5, "TASK.INPAINT_CENTER": True,
+                 "TASK.INPAINT_BLOCKS": 0, "TASK.INPAINT_BLOCK_SIZE": 0.25, "TASK.INPAINT_OVERLAP": 0,
+                 "TASK.INPAINT_OVERLAP_WEIGHT": 10.0}
 
 
 # Trainer keys that make no sense inside a study (the genotype comes from the job).
