@@ -56,6 +56,7 @@ def add_task_cfg(cfg: CN) -> None:
     cfg.TASK.INPAINT_BLOCK_SIZE = 0.25  # inpaint: side of each random block, fraction of the image side
     cfg.TASK.INPAINT_OVERLAP = 0     # inpaint: px of the centre square left visible but in the loss (Pathak: 4)
     cfg.TASK.INPAINT_OVERLAP_WEIGHT = 10.0  # inpaint: loss weight of that visible ring (Pathak: 10)
+    cfg.TASK.SUPERRES_FACTOR = 2     # superres: downsampling factor of the input, 2 or 4
 
 
 def task_options(cfg: CN) -> dict:

@@ -27,10 +27,11 @@ _NON_TRAINING = {
 # that value is left out of the fingerprint, so upgrading the toolkit does not orphan a study's store.
 # Every training key added from now on goes here with its neutral value.
 _NEUTRAL_WHEN = {"TRAIN.PRECISE_BN_IMAGES": 0, "DATA.TRAIN_OFFSET": 0,
+                 "MODEL.NUM_STACKS": 3, "MODEL.MODULES_PER_STACK": 3,   # nasbench101's shape; DARTS never reads them
                  # options of the tasks of issue 15 (no earlier task reads them)
                  "TASK.DECODER_CHANNELS": 64, "TASK.INPAINT_SIZE": 0.5, "TASK.INPAINT_CENTER": True,
                  "TASK.INPAINT_BLOCKS": 0, "TASK.INPAINT_BLOCK_SIZE": 0.25, "TASK.INPAINT_OVERLAP": 0,
-                 "TASK.INPAINT_OVERLAP_WEIGHT": 10.0}
+                 "TASK.INPAINT_OVERLAP_WEIGHT": 10.0, "TASK.SUPERRES_FACTOR": 2}
 
 
 # Trainer keys that make no sense inside a study (the genotype comes from the job).
@@ -38,8 +39,8 @@ _DROPPED = (("MODEL", "GENOTYPE"), ("TRAIN", "INIT_FROM"), ("TRAIN", "LINEAR_PRO
 
 
 def study_defaults() -> CN:
-    """The fixed-genotype trainer's config (unnas/train/config.py) with study-sized defaults, plus
-    ``MODEL.SPACE``, ``TASK_RECIPES`` and ``STUDY``. A job's config is handed to the trainer key by key,
+    """The fixed-genotype trainer's config (unnas/train/config.py) with study-sized defaults (its
+    ``MODEL.SPACE`` picks the architectures' space), plus ``TASK_RECIPES`` and ``STUDY``. A job's config is handed to the trainer key by key,
     so every trainer option (OPTIM.SCHEDULE, TRAIN.CUTOUT, AMP, ...) is available in a study."""
     from unnas.train.config import train_defaults
 
@@ -50,8 +51,7 @@ def study_defaults() -> CN:
     cfg.DATA.SYNTHETIC.NUM_TEST = 320
     cfg.TASK.NAME = "cls"            # set per job from STUDY.TASKS
 
-    cfg.MODEL.SPACE = "darts"
-    cfg.MODEL.WIDTH = 4              # initial channels C (release sample-based CIFAR-10: 16)
+    cfg.MODEL.WIDTH = 4              # initial channels C (release sample-based CIFAR-10: 16; nasbench101: 128)
     cfg.MODEL.DEPTH = 3              # cells (release: 20); reductions at DEPTH//3 and 2*DEPTH//3
     cfg.MODEL.AUX = False            # release sample-based configs: no auxiliary head, no drop-path
     cfg.MODEL.DROP_PATH = 0.0
