@@ -57,6 +57,13 @@ def add_task_cfg(cfg: CN) -> None:
     cfg.TASK.INPAINT_OVERLAP = 0     # inpaint: px of the centre square left visible but in the loss (Pathak: 4)
     cfg.TASK.INPAINT_OVERLAP_WEIGHT = 10.0  # inpaint: loss weight of that visible ring (Pathak: 10)
     cfg.TASK.SUPERRES_FACTOR = 2     # superres: downsampling factor of the input, 2 or 4
+    cfg.TASK.SIMCLR_TEMPERATURE = 0.5  # simclr: NT-Xent temperature (SimCLR: 0.5 CIFAR-10, 0.1 ImageNet)
+    cfg.TASK.SIMCLR_PROJ_DIM = 128   # simclr: output size of the projection MLP
+    cfg.TASK.SIMCLR_CROP_SCALE = 0.08  # simclr: smallest area fraction of the random resized crop
+    cfg.TASK.SIMCLR_JITTER = 0.5     # simclr: colour-jitter strength s (SimCLR: 0.5 CIFAR-10, 1.0 ImageNet)
+    cfg.TASK.SIMCLR_JITTER_PROB = 0.8  # simclr: probability of the colour jitter
+    cfg.TASK.SIMCLR_GRAY_PROB = 0.2  # simclr: probability of greyscale
+    cfg.TASK.SIMCLR_BLUR_PROB = 0.5  # simclr: probability of the Gaussian blur (sigma scaled to the image side)
 
 
 def task_options(cfg: CN) -> dict:

@@ -31,7 +31,10 @@ _NEUTRAL_WHEN = {"TRAIN.PRECISE_BN_IMAGES": 0, "DATA.TRAIN_OFFSET": 0,
                  # options of the tasks of issue 15 (no earlier task reads them)
                  "TASK.DECODER_CHANNELS": 64, "TASK.INPAINT_SIZE": 0.5, "TASK.INPAINT_CENTER": True,
                  "TASK.INPAINT_BLOCKS": 0, "TASK.INPAINT_BLOCK_SIZE": 0.25, "TASK.INPAINT_OVERLAP": 0,
-                 "TASK.INPAINT_OVERLAP_WEIGHT": 10.0, "TASK.SUPERRES_FACTOR": 2}
+                 "TASK.INPAINT_OVERLAP_WEIGHT": 10.0, "TASK.SUPERRES_FACTOR": 2,
+                 "TASK.SIMCLR_TEMPERATURE": 0.5, "TASK.SIMCLR_PROJ_DIM": 128, "TASK.SIMCLR_CROP_SCALE": 0.08,
+                 "TASK.SIMCLR_JITTER": 0.5, "TASK.SIMCLR_JITTER_PROB": 0.8, "TASK.SIMCLR_GRAY_PROB": 0.2,
+                 "TASK.SIMCLR_BLUR_PROB": 0.5}
 
 
 # Trainer keys that make no sense inside a study (the genotype comes from the job).
