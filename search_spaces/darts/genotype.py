@@ -16,12 +16,13 @@ from typing import Iterable, Sequence
 
 import torch
 
+from ..errors import ArchitectureError
 from .ops import KNOWN_OPS, PRIMITIVES
 
 Cell = tuple[tuple[str, int], ...]
 
 
-class GenotypeError(ValueError):
+class GenotypeError(ArchitectureError):
     """A genotype that cannot be parsed or is not a valid cell description."""
 
 
@@ -167,6 +168,8 @@ class Genotype:
 
     def ops(self) -> list[str]:
         return [op for op, _ in self.normal + self.reduce]
+
+    op_names = ops   # the name every space's architecture answers to (the fake trainer scores it)
 
 
 # ``NAME = `` before a genotype, with anything before it on the line (a log line's time stamp or

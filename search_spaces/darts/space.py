@@ -15,6 +15,9 @@ from .supernet import ArchParameters, SupernetTrunk
 
 class DartsSpace:
     name = "darts"
+    network_options: tuple[str, ...] = ()   # MODEL.* keys build_network takes as keywords (none: width, depth)
+    has_aux_head = True
+    has_drop_path = True
 
     def __init__(self, primitives: Sequence[str] = PRIMITIVES, steps: int = 4):
         self.primitives = tuple(primitives)
@@ -65,8 +68,68 @@ class DartsSpace:
         concat = list(range(2, self.steps + 2))
         return Genotype(cell(), concat, cell(), concat)
 
+    # ---- architectures as the training code and the study read and store them --------------
+    @staticmethod
+    def owns(stored: dict) -> bool:
+        """Whether a stored architecture dict (archs.json, the store, a checkpoint) is a genotype."""
+        return isinstance(stored, dict) and "normal" in stored and "reduce" in stored
+
+    def arch_from_dict(self, d: dict) -> Genotype:
+        return Genotype.from_dict(d)
+
+    def arch_from_value(self, value) -> Genotype:
+        """A genotype as an architecture list holds it: a dict, an UnNAS ``[normal, nc, reduce, rc]`` list or text."""
+        if isinstance(value, Genotype):
+            return value
+        if isinstance(value, str):
+            return Genotype.parse(value)
+        if isinstance(value, list):
+            return Genotype.from_unnas_list(value)
+        return Genotype.from_dict(value)
+
+    def parse(self, text: str) -> Genotype:
+        return Genotype.parse(text)
+
+    def resolve(self, spec) -> Genotype:
+        """A zoo name, genotype file, release YAML or genotype string (:func:`zoo.resolve_genotype`)."""
+        from . import zoo
+        return zoo.resolve_genotype(spec)
+
+    def arch_from_release_config(self, doc, source: str = "<config>") -> Genotype:
+        from .zoo import release_genotype
+        return release_genotype(doc, source)   # NAS.CUSTOM_GENOTYPE or a NAS.GENOTYPE name
+
+    def dedup_key(self, genotype: Genotype) -> Genotype:
+        return genotype
+
+    def example(self) -> Genotype:
+        from . import zoo
+        return zoo.resolve_genotype("DARTS_V2")
+
+    def eval_setting(self, dataset: str):
+        from . import zoo
+        return zoo.eval_setting(dataset)
+
+    def eval_width(self, spec, dataset: str) -> int | None:
+        """The UnNAS evaluation width of a zoo genotype (or a release YAML naming one), else None."""
+        from . import zoo
+        name = zoo.genotype_name(spec)
+        return zoo.eval_width(name, dataset) if name else None
+
+    def shape_text(self, depth: int, **_) -> str:
+        return f"depth {depth}"
+
+    def build_network(self, genotype: Genotype, head_factory, num_outputs: int, in_channels: int, width: int,
+                      depth: int, stem: str, single_reduction: bool = False, auxiliary: bool = False):
+        from .network import build_network
+        return build_network(genotype, head_factory, num_outputs, in_channels, width, depth, stem, single_reduction,
+                             auxiliary)
+
     def validate(self, genotype: Genotype) -> Genotype:
         """Raise :class:`GenotypeError` unless ``genotype`` lies in this space."""
+        if not isinstance(genotype, Genotype):
+            raise GenotypeError(f"the {self.name} space takes DARTS genotypes, got {type(genotype).__name__}; set "
+                                "MODEL.SPACE to the space of the architecture list")
         for name, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
             if len(cell) != 2 * self.steps:
                 raise GenotypeError(f"{name} cell has {len(cell) // 2} nodes; the {self.name} space has {self.steps}")
