@@ -30,8 +30,25 @@ def _task_value(name: str) -> str:
     return canonical_task_name(name)
 
 
+def _genotype_value(text: str) -> str:
+    """``--genotype`` as config text. yacs reads a value that is a Python literal as that literal, in
+    an override and again in every stored config it reloads, so an architecture given as a JSON
+    object (a NAS-Bench-101 ``{"matrix": ..., "ops": ...}``, a DARTS ``{"normal": ...}``) would turn
+    into a dict; it is written as its space's ``repr`` instead (``CellSpec(...)``, ``Genotype(...)``),
+    which is no literal. Names, paths and other text pass as they are."""
+    import json
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(value, dict):
+        return text
+    from search_spaces import arch_from_dict
+    return repr(arch_from_dict(value.get("genotype", value)))
+
+
 # argparse dest -> how its value is written as a config value (default: ``str``).
-_FLAG_FORMATS: dict[str, Callable[[Any], str]] = {"task": _task_value}
+_FLAG_FORMATS: dict[str, Callable[[Any], str]] = {"task": _task_value, "genotype": _genotype_value}
 
 
 def flag_overrides(args, mapping: Mapping[str, str] = FLAG_KEYS,
@@ -162,10 +179,10 @@ def logging_restored():
 def _user_error_types() -> tuple[type[BaseException], ...]:
     # Imported on first use: these classes live in modules that import torch, and a tool's --help
     # or argparse error should not wait for that.
-    from search_spaces.darts.genotype import GenotypeError
+    from search_spaces.errors import ArchitectureError   # GenotypeError, SpecError, ...
     from unnas.data import DataError
     from unnas.tasks import UnknownTask
-    return (ConfigError, DataError, GenotypeError, UnknownTask, FileNotFoundError)
+    return (ConfigError, DataError, ArchitectureError, UnknownTask, FileNotFoundError)
 
 
 def __getattr__(name: str):

@@ -3,6 +3,8 @@
   python tools/rank_corr.py                                   # small study on the embedded data, then the table
   python tools/rank_corr.py run --archs ../shared/data/unnas-sample-archs/darts_cifar10_500.json \\
       --cfg experiments/study/cifar10_darts.yaml --out runs/c10_500      # the paper's study (GPU-scale)
+  python tools/rank_corr.py run --archs ../shared/data/unnas-sample-archs/nasbench101_cifar10_500.json \
+      --cfg experiments/study/cifar10_nasbench101.yaml --out runs/nb101_500   # the same in NAS-Bench-101
   python tools/rank_corr.py run --out runs/c10_500 --shard 0/4          # one of 4 machines sharing runs/c10_500
   python tools/rank_corr.py run --out runs/c10_500 --workers 2          # 2 local worker processes
   torchrun --nproc_per_node 8 tools/rank_corr.py run --out runs/c10_500 # 8 ranks claim jobs dynamically
@@ -15,6 +17,7 @@
   python tools/rank_corr.py proxies --out runs/c10_500_zc --cfg experiments/study/cifar10_darts.yaml \
       --archs ../shared/data/unnas-sample-archs/darts_cifar10_500.json   # a study scored before any training
   python tools/rank_corr.py sample --num-archs 100 --seed 0 --out archs.json
+  python tools/rank_corr.py sample --space nasbench101 --num-archs 100 --out nb101.json   # valid specs, distinct graphs
   python tools/rank_corr.py status runs/c10_500
 
 `run` on a directory that already holds a study resumes or extends it, starting from its stored
@@ -449,7 +452,7 @@ def cmd_sample(argv) -> int:
     p = argparse.ArgumentParser(prog=f"{PROG} sample", description=COMMANDS["sample"])
     p.add_argument("--num-archs", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--space", default="darts")
+    p.add_argument("--space", default="darts", help="search space: darts or nasbench101 (the study's MODEL.SPACE)")
     p.add_argument("--no-none", action="store_true", help="never sample the 'none' op")
     p.add_argument("--distinct-inputs", action="store_true", help="a node's two inputs are different states")
     p.add_argument("--out", required=True, help="output JSON file")
@@ -467,7 +470,7 @@ def cmd_sample(argv) -> int:
         except KeyError as exc:
             raise ConfigError(str(exc.args[0])) from None
         archs = sample_archs(space, args.num_archs, args.seed, not args.no_none, args.distinct_inputs)
-        save_archs(archs, args.out, space=args.space,
+        save_archs(archs, args.out, space=space.name,
                    source=f"rank_corr.py sample seed {args.seed} allow_none {not args.no_none} "
                           f"distinct_inputs {args.distinct_inputs}")
         print(f"wrote {len(archs)} architectures to {args.out}")

@@ -11,6 +11,11 @@ Formats read by :func:`load_archs`:
   recursively so ``configs/sample_based/darts/cifar10/cls`` or its parent both work; the same id
   found twice must hold the same genotype);
 * a text file with one genotype per line (JSON or a DARTS ``Genotype(...)`` string), ids a0000...
+
+The same formats hold NAS-Bench-101 specs (``MODEL.SPACE nasbench101``): entries ``{"id", "matrix",
+"ops"}`` (the shared ``nasbench101_cifar10_500.json``), a directory of the release's NAS-Bench configs
+(``ID.yaml`` with ``NAS.MATRIX``/``NAS.OPS``), or one JSON spec per line. What an entry means is the
+space's to say (``space.arch_from_value`` and friends); without a space, DARTS.
 """
 from __future__ import annotations
 
@@ -21,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from search_spaces import SPACES, get_space
 from search_spaces.darts.genotype import Genotype, GenotypeError
-from search_spaces.darts.zoo import release_genotype
+from search_spaces.errors import ArchitectureError
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -30,7 +36,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 @dataclass(frozen=True)
 class Arch:
     id: str
-    genotype: Genotype
+    genotype: Genotype     # or any space's architecture: to_dict(), equality, hashable (a NAS-Bench-101 CellSpec)
 
     def to_dict(self) -> dict:
         return {"id": self.id, **self.genotype.to_dict()}
@@ -40,8 +46,8 @@ def make_id(index: int, prefix: str = "a", digits: int = 4) -> str:
     return f"{prefix}{index:0{digits}d}"
 
 
-def genotype_key(g: Genotype) -> str:
-    """Canonical text of a genotype, used to match tables keyed by genotype."""
+def genotype_key(g) -> str:
+    """Canonical text of a genotype (of any space), used to match tables keyed by genotype."""
     return json.dumps(g.to_dict(), separators=(",", ":"))
 
 
@@ -64,31 +70,31 @@ def _check_ids(archs: Sequence[Arch], source: str) -> list[Arch]:
     return out
 
 
-def _entry_to_arch(entry, k: int, source: str) -> Arch:
+def _entry_to_arch(entry, k: int, source: str, space) -> Arch:
     if not isinstance(entry, dict):
         raise GenotypeError(f"{source}: entry {k} must be an object with id and genotype fields, got {type(entry).__name__}")
     arch_id = str(entry.get("id", make_id(k)))
     geno = entry.get("genotype", entry)
     try:
-        if isinstance(geno, str):
-            g = Genotype.parse(geno)
-        elif isinstance(geno, list):
-            g = Genotype.from_unnas_list(geno)
-        else:
-            g = Genotype.from_dict(geno)
-    except GenotypeError as exc:
-        raise GenotypeError(f"{source}: architecture {arch_id}: {exc}") from None
+        g = space.arch_from_value(geno)
+    except ArchitectureError as exc:
+        raise type(exc)(f"{source}: architecture {arch_id}: {exc}") from None
     return Arch(arch_id, g)
 
 
-def archs_from_json(obj, source: str = "<json>") -> list[Arch]:
+def archs_from_json(obj, source: str = "<json>", space=None) -> list[Arch]:
+    space = space if space is not None else get_space("darts")
+    stated = obj.get("space") if isinstance(obj, dict) else None
+    if isinstance(stated, str) and stated in SPACES and SPACES.canonical(stated) != SPACES.canonical(space.name):
+        raise ArchitectureError(f"{source} holds {stated} architectures but the space is {space.name}; set "
+                                f"MODEL.SPACE {SPACES.canonical(stated)}")
     entries = obj.get("archs") if isinstance(obj, dict) else obj
     if not isinstance(entries, list):
         raise GenotypeError(f"{source}: expected a JSON object with an 'archs' list (or a list of architectures)")
-    return _check_ids([_entry_to_arch(e, k, source) for k, e in enumerate(entries)], source)
+    return _check_ids([_entry_to_arch(e, k, source, space) for k, e in enumerate(entries)], source)
 
 
-def _load_yaml_dir(path: Path) -> list[Arch]:
+def _load_yaml_dir(path: Path, space) -> list[Arch]:
     import yaml
 
     files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -105,15 +111,18 @@ def _load_yaml_dir(path: Path) -> list[Arch]:
             raise GenotypeError(f"{f}: cannot read YAML ({why}); fix or remove the file") from None
         if not isinstance(doc, dict):
             raise GenotypeError(f"{f}: no NAS.CUSTOM_GENOTYPE; expected an UnNAS sample-based config")
-        archs.append(Arch(f.stem, release_genotype(doc, str(f))))   # NAS.CUSTOM_GENOTYPE or a NAS.GENOTYPE name
+        archs.append(Arch(f.stem, space.arch_from_release_config(doc, str(f))))   # DARTS: NAS.CUSTOM_GENOTYPE or
+        #                                                                     a NAS.GENOTYPE name; NAS-Bench: NAS.MATRIX/OPS
     return _check_ids(archs, str(path))
 
 
 def load_archs(path: str | Path, space=None) -> list[Arch]:
-    """Read an architecture list (see module doc); every genotype is validated against ``space``."""
+    """Read an architecture list (see module doc) as architectures of ``space`` (None: DARTS), each
+    validated against it."""
     path = Path(path)
+    reader = space if space is not None else get_space("darts")
     if path.is_dir():
-        archs = _load_yaml_dir(path)
+        archs = _load_yaml_dir(path, reader)
     elif not path.is_file():
         raise GenotypeError(f"architecture list {path} not found; pass a JSON list, a text file of genotypes "
                             "or a directory of UnNAS YAML configs")
@@ -127,22 +136,22 @@ def load_archs(path: str | Path, space=None) -> list[Arch]:
         except json.JSONDecodeError as exc:
             obj, err = None, exc
         if isinstance(obj, dict) or (isinstance(obj, list) and obj and all(isinstance(e, dict) for e in obj)):
-            archs = archs_from_json(obj, str(path))
+            archs = archs_from_json(obj, str(path), reader)
         elif text.lstrip().startswith("{"):
             raise GenotypeError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})")
         else:
             lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
             try:
-                parsed = [Arch(make_id(k), Genotype.parse(ln)) for k, ln in enumerate(lines)]
-            except GenotypeError as exc:
-                raise GenotypeError(f"{path}: {exc}") from None
+                parsed = [Arch(make_id(k), reader.parse(ln)) for k, ln in enumerate(lines)]
+            except ArchitectureError as exc:
+                raise type(exc)(f"{path}: {exc}") from None
             archs = _check_ids(parsed, str(path))
     if space is not None:
         for a in archs:
             try:
                 space.validate(a.genotype)
-            except GenotypeError as exc:
-                raise GenotypeError(f"{path}: architecture {a.id}: {exc}") from None
+            except ArchitectureError as exc:
+                raise type(exc)(f"{path}: architecture {a.id}: {exc}") from None
     return archs
 
 

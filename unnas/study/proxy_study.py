@@ -163,7 +163,8 @@ class ProxyScorer:
         images, labels = stream.fetch(0, 0)
         images, labels = self.train_set.augment_batch(images, labels, step_generator(self.seed, 0, 0, _AUG_STREAM))
         x, y = self.task.make_batch(images, labels, True, step_generator(self.seed, 0, 0, _TASK_STREAM))
-        plan, _, _ = resolve_network(self.jc, self.task, info, "DARTS_V2")
+        from search_spaces import get_space
+        plan, _, _ = resolve_network(self.jc, self.task, info, get_space(self.jc.MODEL.SPACE).example())
         adapter = input_adapter(plan, self.task, info)
         if adapter is not None:
             x = adapter.make_input(images)

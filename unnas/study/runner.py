@@ -76,7 +76,8 @@ def prepare_study(cfg, run_dir, archs: list[Arch] | None = None) -> tuple[Store,
     jobs = make_jobs([a.id for a in archs], list(cfg.STUDY.TASKS), list(cfg.STUDY.SEEDS))
     new = store.init_study(archs, jobs, cfg.dump(), fingerprint(cfg),
                            lambda stored: describe_training_change(stored, cfg))
-    save_archs(store.archs(), run_dir / "archs.json", space=cfg.MODEL.SPACE, source=f"study {run_dir.name}")
+    from search_spaces import get_space
+    save_archs(store.archs(), run_dir / "archs.json", space=get_space(cfg.MODEL.SPACE).name, source=f"study {run_dir.name}")
     save_cfg(cfg, run_dir / "config.yaml")
     return store, new
 
@@ -215,10 +216,10 @@ class _EpochLog(logging.Handler):
 
 
 def _user_errors() -> tuple:
-    from search_spaces.darts.genotype import GenotypeError
+    from search_spaces.errors import ArchitectureError
     from unnas.data import DataError
     from unnas.tasks import UnknownTask
-    return (ConfigError, DataError, GenotypeError, UnknownTask)
+    return (ConfigError, DataError, ArchitectureError, UnknownTask)
 
 
 def run_worker(cfg, run_dir, train_fn: Callable | str | None = None, worker: str | None = None,

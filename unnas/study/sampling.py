@@ -8,7 +8,9 @@ to reproduce the paper use that list (``--archs``), not a new sample.
 
 Architecture ``k`` is drawn from its own generator seeded by ``(seed, k)``, so the first ``n`` archs
 of a larger sample are the same as a sample of ``n`` (a study can grow without changing ids), and
-duplicates are redrawn (``unique``) so every id is a different genotype.
+duplicates are redrawn (``unique``) so every id is a different genotype: two draws are duplicates
+when the space's ``dedup_key`` agrees (DARTS: the same genotype; NAS-Bench-101: the same
+isomorphism-invariant graph hash after pruning, i.e. the same network).
 """
 from __future__ import annotations
 
@@ -27,11 +29,11 @@ def sample_archs(space, num: int, seed: int = 0, allow_none: bool = True, distin
         while True:
             rng = random.Random(f"{seed}/{k}/{redraw}")
             g = space.sample(rng, allow_none=allow_none, distinct_inputs=distinct_inputs)
-            if not unique or g not in seen:
+            if not unique or space.dedup_key(g) not in seen:
                 break
             redraw += 1
             if redraw > 1000:
                 raise ValueError("cannot draw enough distinct architectures from this space")
-        seen.add(g)
+        seen.add(space.dedup_key(g))
         archs.append(Arch(make_id(k, prefix, max(4, len(str(num - 1)))), space.validate(g)))
     return archs

@@ -160,8 +160,8 @@ class Store:
             return db.total_changes - before
 
     def archs(self) -> list[Arch]:
-        from search_spaces.darts.genotype import Genotype
-        return [Arch(i, Genotype.from_json(g)) for i, g in self.db.execute("SELECT arch_id, genotype FROM archs ORDER BY arch_id")]
+        from search_spaces import arch_from_json   # the stored dict's fields say its space
+        return [Arch(i, arch_from_json(g)) for i, g in self.db.execute("SELECT arch_id, genotype FROM archs ORDER BY arch_id")]
 
     # ---- claiming ------------------------------------------------------------------------
     def claim(self, worker: str, lease: float, shard: tuple[int, int] | None = None, max_attempts: int = 3,

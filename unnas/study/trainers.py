@@ -26,13 +26,14 @@ TrainFn = Callable[..., dict]
 
 # Fake trainer: per-op "quality" and per-task (base, span, noise) of the score -> accuracy map.
 _OP_QUALITY = {"none": 0.0, "max_pool_3x3": 0.3, "avg_pool_3x3": 0.3, "skip_connect": 0.45,
-               "sep_conv_3x3": 1.0, "sep_conv_5x5": 0.95, "dil_conv_3x3": 0.8, "dil_conv_5x5": 0.75}
+               "sep_conv_3x3": 1.0, "sep_conv_5x5": 0.95, "dil_conv_3x3": 0.8, "dil_conv_5x5": 0.75,
+               "conv3x3-bn-relu": 1.0, "conv1x1-bn-relu": 0.6, "maxpool3x3": 0.3}   # NAS-Bench-101 vertices
 _FAKE_TASKS = {"cls": (88.0, 6.0, 0.4), "rot": (90.0, 4.0, 0.5), "col": (30.0, 0.8, 0.08),
                "jig": (68.0, 10.0, 1.2), "seg": (50.0, 8.0, 1.0)}
 
 
 def fake_score(genotype) -> float:
-    ops = genotype.ops()
+    ops = genotype.op_names()   # every space's architecture lists its ops so
     return sum(_OP_QUALITY.get(op, 0.5) for op in ops) / max(len(ops), 1)
 
 

@@ -22,10 +22,14 @@ def train_defaults() -> CN:
     cfg.DATA.MAX_TEST = 1024
 
     cfg.MODEL = CN()
-    cfg.MODEL.GENOTYPE = "DARTS_V2"  # zoo name, genotype file, or a Genotype(...) string
+    cfg.MODEL.SPACE = "darts"        # search space of the genotype: darts | nasbench101 (search_spaces.SPACES)
+    cfg.MODEL.GENOTYPE = "DARTS_V2"  # zoo name, genotype file, or a Genotype(...) string; nasbench101: a spec
+                                     # {"matrix": [[...]], "ops": [...]} as JSON text or file, or a release ID.yaml
     cfg.MODEL.WIDTH = 16             # initial channels C (DARTS CIFAR 36; ImageNet per genotype, 48 for DARTS_V2);
                                      # 0 = the zoo genotype's UnNAS eval width (ImageNet cls / Cityscapes seg)
-    cfg.MODEL.DEPTH = 8              # cells (DARTS CIFAR 20; ImageNet 14; Cityscapes 12)
+    cfg.MODEL.DEPTH = 8              # cells (DARTS CIFAR 20; ImageNet 14; Cityscapes 12); not read by nasbench101
+    cfg.MODEL.NUM_STACKS = 3         # nasbench101: stacks of modules, max-pool and twice the channels between them
+    cfg.MODEL.MODULES_PER_STACK = 3  # nasbench101: modules (cells) per stack (release: CIFAR-10 3, ImageNet 4)
     cfg.MODEL.STEM = "auto"          # auto | cifar | imagenet (auto: cifar stem for images <= 64 px)
     cfg.MODEL.AUX = False            # auxiliary classifier after cell 2*DEPTH//3 (per-image tasks only)
     cfg.MODEL.AUX_WEIGHT = 0.4
@@ -113,6 +117,11 @@ def validate_train_cfg(cfg: CN) -> None:
           f"TRAIN.PRECISE_BN_IMAGES {cfg.TRAIN.PRECISE_BN_IMAGES} is less than one batch (TRAIN.BATCH_SIZE "
           f"{cfg.TRAIN.BATCH_SIZE}): set it to 0 (off) or at least {cfg.TRAIN.BATCH_SIZE}")
     check(cfg.MODEL.DEPTH >= 1, f"MODEL.DEPTH must be >= 1, got {cfg.MODEL.DEPTH}")
+    from search_spaces import SPACES
+    check(cfg.MODEL.SPACE in SPACES, f"MODEL.SPACE {cfg.MODEL.SPACE!r} unknown; available: {', '.join(SPACES.names())}")
+    check(cfg.MODEL.NUM_STACKS >= 1 and cfg.MODEL.MODULES_PER_STACK >= 1,
+          f"MODEL.NUM_STACKS and MODEL.MODULES_PER_STACK must be >= 1, got {cfg.MODEL.NUM_STACKS} and "
+          f"{cfg.MODEL.MODULES_PER_STACK}")
     check(cfg.MODEL.AUX_WEIGHT >= 0, f"MODEL.AUX_WEIGHT must be >= 0, got {cfg.MODEL.AUX_WEIGHT}")
     check(0.0 <= cfg.MODEL.DROP_PATH < 1.0, f"MODEL.DROP_PATH must be in [0, 1), got {cfg.MODEL.DROP_PATH}")
     check(cfg.OPTIM.LR > 0 and 0 <= cfg.OPTIM.LR_MIN <= cfg.OPTIM.LR,

@@ -3,17 +3,17 @@ a trunk initialised from another run (``TRAIN.INIT_FROM``: pretext pretraining, 
 fine-tune) and a checkpoint's own network (``meta``: resume, ``--eval-only``).
 
 The answer is a :class:`NetworkPlan`, which the checkpoint records as ``meta`` and from which
-:func:`build_train_network` builds the module. Task capabilities are read from the task's declared
+:func:`build_train_network` builds the module through the plan's search space (``MODEL.SPACE``;
+the space reads, validates and builds its architectures, so nothing here knows a space's name). Task capabilities are read from the task's declared
 attributes (``per_image_logits``, ``input_kind``, ``single_reduction``), never from its name.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from search_spaces.darts import zoo
-from search_spaces.darts.genotype import Genotype
-from search_spaces.darts.network import FixedNetwork, build_network
+from search_spaces import get_space
+from search_spaces.darts.network import FixedNetwork
 from search_spaces.darts.stems import choose_stem
 from unnas.config import ConfigError
 from unnas.data import DataError
@@ -31,6 +31,8 @@ class NetworkPlan:
     trunk_in_channels: int
     input_task: str            # the task whose inputs the trunk was trained on (its ``make_input``)
     aux: bool
+    space: str = "darts"       # the genotype's search space (checkpoints from before the key: darts)
+    options: dict = field(default_factory=dict)   # the space's network_options (nasbench101: stacks, modules)
 
     def meta(self, task, linear_probe: bool) -> dict:
         """What a checkpoint records to rebuild this network."""
@@ -47,10 +49,9 @@ def not_a_training_checkpoint(path, state: dict) -> DataError:
                      "checkpoint_best.pt of a training run")
 
 
-def _zoo_width(spec, stem: str, single_reduction: bool) -> int:
-    name = zoo.genotype_name(spec)   # a zoo name, or a release YAML naming one
+def _eval_width(space, spec, stem: str, single_reduction: bool) -> int:
     kind = "cifar10" if stem == "cifar" else ("cityscapes" if single_reduction else "imagenet")
-    width = zoo.eval_width(name, kind) if name else None
+    width = space.eval_width(spec, kind)   # DARTS: a zoo name, or a release YAML naming one
     if not width:
         raise ConfigError(f"MODEL.WIDTH 0 means the genotype's UnNAS eval width, but {spec!r} has none for "
                           f"{kind}; set MODEL.WIDTH explicitly")
@@ -73,18 +74,24 @@ def resolve_network(cfg, task, info, genotype=None, meta: dict | None = None):
         init_source = {"path": str(cfg.TRAIN.INIT_FROM), "task": None, "epoch": None}
 
     if meta is not None:
-        g = Genotype.from_dict(meta["genotype"])
+        space = get_space(meta.get("space", "darts"))
+        g = space.arch_from_dict(meta["genotype"])
         width, depth, stem = meta["width"], meta["depth"], meta["stem"]
         single_reduction, trunk_in = meta["single_reduction"], meta["trunk_in_channels"]
         input_task = meta.get("input_task", meta.get("task", task.name))
+        options = dict(meta.get("options", {}))
     else:
+        space = get_space(cfg.MODEL.SPACE)
         spec = genotype if genotype is not None else cfg.MODEL.GENOTYPE
-        g = zoo.resolve_genotype(spec)
+        g = space.validate(space.resolve(spec))
         width, depth = cfg.MODEL.WIDTH, cfg.MODEL.DEPTH
         stem = choose_stem(cfg.MODEL.STEM, info.image_size)
         if width == 0:
-            width = _zoo_width(spec, stem, task.single_reduction)
+            width = _eval_width(space, spec, stem, task.single_reduction)
         single_reduction, trunk_in, input_task = task.single_reduction, task.in_channels, task.name
+        options = {name: cfg.MODEL[name.upper()] for name in space.network_options}
+        if cfg.MODEL.DROP_PATH > 0 and not space.has_drop_path:
+            raise ConfigError(f"MODEL.DROP_PATH: the {space.name} space has no drop-path; set MODEL.DROP_PATH 0")
 
     if single_reduction != task.single_reduction:
         raise ConfigError(f"the checkpoint's trunk has {'one reduction' if single_reduction else 'two reductions'}"
@@ -98,10 +105,12 @@ def resolve_network(cfg, task, info, genotype=None, meta: dict | None = None):
         raise ConfigError(f"the checkpoint's trunk takes {trunk_in} input channels but task {task.name} "
                           f"gives {task.in_channels}")
     aux = bool(cfg.MODEL.AUX) and not probe
+    if aux and not space.has_aux_head:
+        raise ConfigError(f"MODEL.AUX: the {space.name} space has no auxiliary head; set MODEL.AUX False")
     if aux and not task.per_image_logits:
         raise ConfigError(f"MODEL.AUX needs a per-image classification head (tasks cls, rot); task "
                           f"{task.name} predicts something else: set MODEL.AUX False")
-    plan = NetworkPlan(g.to_dict(), width, depth, stem, single_reduction, trunk_in, input_task, aux)
+    plan = NetworkPlan(g.to_dict(), width, depth, stem, single_reduction, trunk_in, input_task, aux, space.name, options)
     return plan, init_state, init_source
 
 
@@ -113,6 +122,13 @@ def input_adapter(plan: NetworkPlan, task, info):
     return build_task(plan.input_task, info)
 
 
+def plan_arch(plan: NetworkPlan):
+    """The plan's architecture as its space's object (a DARTS ``Genotype``, a NAS-Bench-101 ``CellSpec``)."""
+    return get_space(plan.space).arch_from_dict(plan.genotype)
+
+
 def build_train_network(plan: NetworkPlan, task) -> FixedNetwork:
-    return build_network(Genotype.from_dict(plan.genotype), task.build_head, task.num_outputs, plan.trunk_in_channels,
-                         plan.width, plan.depth, plan.stem, plan.single_reduction, plan.aux)
+    space = get_space(plan.space)
+    return space.build_network(space.arch_from_dict(plan.genotype), task.build_head, task.num_outputs,
+                               plan.trunk_in_channels, plan.width, plan.depth, plan.stem, plan.single_reduction,
+                               plan.aux, **plan.options)

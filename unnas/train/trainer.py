@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from search_spaces.darts.genotype import Genotype
+from search_spaces import get_space
 from search_spaces.darts.network import FixedNetwork, set_drop_prob
 from unnas.config import ConfigError, task_options
 from unnas.data import build_dataset, step_generator
@@ -42,7 +42,7 @@ from unnas.utils import distributed as du
 from unnas.utils.io import atomic_write_text
 from unnas.utils.memory_format import use_channels_last
 
-from .network import build_train_network, input_adapter, resolve_network
+from .network import build_train_network, input_adapter, plan_arch, resolve_network
 from .precise_bn import PreciseBNHook, precise_bn_stats
 from .regularization import cutout, smoothed_cross_entropy
 
@@ -128,7 +128,7 @@ class Trainer(LoopBase):
                               f"{self.task.name} has its own loss, set OPTIM.LABEL_SMOOTHING 0")
         self.probe = bool(cfg.TRAIN.LINEAR_PROBE)
         plan, init_state, self.init_source = resolve_network(cfg, self.task, info, genotype, meta)
-        self.genotype = Genotype.from_dict(plan.genotype)
+        self.genotype = plan_arch(plan)   # a DARTS Genotype or a NAS-Bench-101 CellSpec (plan.space)
         self.input_task = input_adapter(plan, self.task, info)
         self.model: FixedNetwork = build_train_network(plan, self.task)
         if init_state is not None:
@@ -364,12 +364,17 @@ class Trainer(LoopBase):
             "wall_time": self.wall_time,
             "task": self.task.name, "genotype": self.genotype.to_dict(), "genotype_repr": repr(self.genotype),
             "width": self.meta["width"], "depth": self.meta["depth"], "stem": self.meta["stem"],
+            "space": self.meta.get("space", "darts"), "options": self.meta.get("options", {}),
             "linear_probe": self.probe, "init_from": self.init_source,
             "world_size": self.world, "device": str(self.device),
             "out_dir": str(self.out_dir) if self.out_dir is not None else None,
             "checkpoint_last": str(self.out_dir / LAST) if self.out_dir is not None else None,
             "checkpoint_best": str(self.out_dir / BEST) if self.out_dir is not None and self.best["epoch"] is not None else None,
         }
+
+    def _shape(self) -> str:
+        """'depth 8' (DARTS) or '3 stacks x 3 modules' (NAS-Bench-101): the space says how it counts."""
+        return get_space(self.meta.get("space", "darts")).shape_text(self.meta["depth"], **self.meta.get("options", {}))
 
     def describe(self) -> str:
         from .complexity import format_complexity
@@ -378,6 +383,6 @@ class Trainer(LoopBase):
             if self.init_source else "from scratch"
         return (f"task {self.task.describe()} | data {c.DATA.DATASET} ({self.n_train} train / {self.n_test} test images) | "
                 f"genotype {c.MODEL.GENOTYPE if not self.init_source else 'from checkpoint'} | {self.meta['stem']} stem, "
-                f"width {self.meta['width']}, depth {self.meta['depth']}, aux {self.meta['aux']} | {mode} | "
+                f"width {self.meta['width']}, {self._shape()}, aux {self.meta['aux']} | {mode} | "
                 f"{format_complexity(self.complexity)} | {self.world} processes | device {self.device}"
                 + threads_note(self.device))

@@ -55,14 +55,14 @@ def execute_job(cfg_yaml: str, run_dir: str, arch_id: str, task: str, seed: int,
     training (a driver that died before recording it resubmits the job)."""
     import torch
     from fvcore.common.config import CfgNode as CN
-    from search_spaces.darts.genotype import Genotype
+    from search_spaces import arch_from_json
 
     from unnas.study.runner import _EpochLog
 
     torch.set_num_threads(max(1, int(threads)))
     cfg = CN.load_cfg(cfg_yaml)
     cfg.freeze()
-    job = Job(arch_id, task, int(seed), Genotype.from_json(genotype))
+    job = Job(arch_id, task, int(seed), arch_from_json(genotype))
     job_dir = Path(run_dir) / "jobs" / job.dirname
     job_dir.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(cfg)
