@@ -64,6 +64,9 @@ def add_task_cfg(cfg: CN) -> None:
     cfg.TASK.SIMCLR_JITTER_PROB = 0.8  # simclr: probability of the colour jitter
     cfg.TASK.SIMCLR_GRAY_PROB = 0.2  # simclr: probability of greyscale
     cfg.TASK.SIMCLR_BLUR_PROB = 0.5  # simclr: probability of the Gaussian blur (sigma scaled to the image side)
+    cfg.TASK.COUNT_DIM = 1000        # count: length of the ReLU count vector (Noroozi et al.: 1000)
+    cfg.TASK.COUNT_MARGIN = 10.0     # count: margin M of the contrastive term (Noroozi et al.: 10)
+    cfg.TASK.COUNT_RANDOM_RESIZE = False  # count: downsample each image with a random kernel (else 2x2 area)
 
 
 def task_options(cfg: CN) -> dict:
