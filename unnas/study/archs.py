@@ -137,7 +137,7 @@ def load_archs(path: str | Path, space=None) -> list[Arch]:
             obj, err = None, exc
         if isinstance(obj, dict) or (isinstance(obj, list) and obj and all(isinstance(e, dict) for e in obj)):
             archs = archs_from_json(obj, str(path), reader)
-        elif text.lstrip().startswith("{"):
+        elif text.lstrip().startswith("{") and err.msg != "Extra data":   # "Extra data": one JSON spec per line
             raise GenotypeError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})")
         else:
             lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
