@@ -67,6 +67,7 @@ def add_task_cfg(cfg: CN) -> None:
     cfg.TASK.COUNT_DIM = 1000        # count: length of the ReLU count vector (Noroozi et al.: 1000)
     cfg.TASK.COUNT_MARGIN = 10.0     # count: margin M of the contrastive term (Noroozi et al.: 10)
     cfg.TASK.COUNT_RANDOM_RESIZE = False  # count: downsample each image with a random kernel (else 2x2 area)
+    cfg.TASK.SPLITBRAIN_L_BINS = 50  # splitbrain: uniform L bins over [0, 100] the ab sub-network predicts
 
 
 def task_options(cfg: CN) -> dict:

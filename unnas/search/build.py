@@ -10,6 +10,7 @@ import torch
 from search_spaces import get_space
 from search_spaces.darts.stems import choose_stem
 from search_spaces.darts.supernet import SearchModel
+from unnas.config import ConfigError
 from unnas.engine import RunContext, wrap_ddp
 from unnas.utils import distributed as du
 from unnas.utils.memory_format import use_channels_last
@@ -57,8 +58,19 @@ def build_search(cfg, task, image_size: int, ctx: RunContext, depth: int | None 
     extra = {"aux_skip": True} if cfg.SEARCH.AUX_SKIP.ENABLED else {}     # DARTS- (a space without it keeps working)
     if op_mask is not None:                                               # P-DARTS' pruned op space
         extra["op_mask"] = op_mask
-    trunk = space.build_supernet(task.in_channels, cfg.MODEL.WIDTH, depth or cfg.MODEL.DEPTH, stem,
-                                 task.single_reduction, partial_channels=cfg.SEARCH.PARTIAL_CHANNELS, **extra)
+    groups = getattr(task, "input_groups", None)   # a split task (splitbrain): one supernet per input group, same alphas
+    if groups:
+        from search_spaces.split import SplitTrunk, split_width
+        try:
+            width = split_width(cfg.MODEL.WIDTH, groups)
+        except ValueError as exc:
+            raise ConfigError(f"MODEL.WIDTH: task {task.name} splits the trunk; {exc}") from None
+        trunk = SplitTrunk([space.build_supernet(len(g), width, depth or cfg.MODEL.DEPTH, stem, task.single_reduction,
+                                                 partial_channels=cfg.SEARCH.PARTIAL_CHANNELS, **extra)
+                            for g in groups], groups)
+    else:
+        trunk = space.build_supernet(task.in_channels, cfg.MODEL.WIDTH, depth or cfg.MODEL.DEPTH, stem,
+                                     task.single_reduction, partial_channels=cfg.SEARCH.PARTIAL_CHANNELS, **extra)
     channels_last = use_channels_last(cfg.SEARCH.CHANNELS_LAST, cfg.SEARCH.AMP, ctx.device)
     trunk.use_channels_last(channels_last)
     model = SearchModel(trunk, task.build_head(trunk.out_channels)).to(ctx.device)

@@ -35,7 +35,7 @@ _NEUTRAL_WHEN = {"TRAIN.PRECISE_BN_IMAGES": 0, "DATA.TRAIN_OFFSET": 0,
                  "TASK.SIMCLR_TEMPERATURE": 0.5, "TASK.SIMCLR_PROJ_DIM": 128, "TASK.SIMCLR_CROP_SCALE": 0.08,
                  "TASK.SIMCLR_JITTER": 0.5, "TASK.SIMCLR_JITTER_PROB": 0.8, "TASK.SIMCLR_GRAY_PROB": 0.2,
                  "TASK.SIMCLR_BLUR_PROB": 0.5, "TASK.COUNT_DIM": 1000, "TASK.COUNT_MARGIN": 10.0,
-                 "TASK.COUNT_RANDOM_RESIZE": False}
+                 "TASK.COUNT_RANDOM_RESIZE": False, "TASK.SPLITBRAIN_L_BINS": 50}
 
 
 # Trainer keys that make no sense inside a study (the genotype comes from the job).

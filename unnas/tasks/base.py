@@ -104,6 +104,8 @@ class Task:
     per_image_logits = True          # the head predicts one vector per trunk input: an auxiliary classifier applies
     input_kind = "rgb"               # what the network input is; a trunk trained on another kind is fed
                                      # by its own task's ``make_input`` (a colorization trunk reads L)
+    input_groups = None              # a split trunk (splitbrain): groups of input channels, e.g. ((0,), (1, 2)),
+                                     # one sub-network of the architecture each (shared alphas), features concatenated
 
     def __init__(self, data: DataInfo, **options):
         self.data = data

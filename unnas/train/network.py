@@ -129,6 +129,29 @@ def plan_arch(plan: NetworkPlan):
 
 def build_train_network(plan: NetworkPlan, task) -> FixedNetwork:
     space = get_space(plan.space)
-    return space.build_network(space.arch_from_dict(plan.genotype), task.build_head, task.num_outputs,
+    arch = space.arch_from_dict(plan.genotype)
+    groups = getattr(TASKS.get(plan.input_task), "input_groups", None)
+    if groups:   # a split trunk (splitbrain), also under a probe: one sub-network per input group
+        return _split_network(space, arch, groups, plan, task)
+    return space.build_network(arch, task.build_head, task.num_outputs,
                                plan.trunk_in_channels, plan.width, plan.depth, plan.stem, plan.single_reduction,
                                plan.aux, **plan.options)
+
+
+def _split_network(space, arch, groups, plan: NetworkPlan, task) -> FixedNetwork:
+    """Sub-networks of ``width / len(groups)`` channels built by the space, their trunks wrapped in a
+    :class:`~search_spaces.split.SplitTrunk`, then the task's head on the concatenated features."""
+    import torch.nn as nn
+
+    from search_spaces.split import SplitTrunk, split_width
+    if plan.aux:
+        raise ConfigError(f"MODEL.AUX: the trunk of task {plan.input_task} is split into sub-networks, which have "
+                          "no auxiliary head; set MODEL.AUX False")
+    try:
+        width = split_width(plan.width, groups)
+    except ValueError as exc:
+        raise ConfigError(f"MODEL.WIDTH: task {plan.input_task} splits the trunk; {exc}") from None
+    trunks = [space.build_network(arch, lambda c: nn.Identity(), task.num_outputs, len(g), width, plan.depth,
+                                  plan.stem, plan.single_reduction, False, **plan.options).trunk for g in groups]
+    trunk = SplitTrunk(trunks, groups)
+    return FixedNetwork(trunk, task.build_head(trunk.out_channels))
