@@ -92,7 +92,7 @@ def _run(args, p: argparse.ArgumentParser) -> int:
         return 2
     from search_spaces import get_space
     space = get_space(given.get("MODEL.SPACE", "darts"))
-    genotype = space.validate(space.resolve(text))
+    genotype = space.resolve(text)
 
     import torch
     from unnas.data import DataInfo
