@@ -4,7 +4,8 @@
 * colorization: ours on a batch vs the release's recipe one image at a time (scikit-image
   ``rgb2lab`` + scikit-learn ``NearestNeighbors`` ball tree on our 313 ab bins), both on one
   thread, with the fraction of pixels on which both pick the same bin;
-* rot and jig (G 2) at 32 px, and jig G 3 at ``jig_size`` px.
+* rot and jig (G 2) at 32 px, and jig G 3 at ``jig_size`` px; inpaint, superres, simclr, count and
+  splitbrain at 32 px (default options).
 
 Loading/decoding is ``benchmarks/bench_data.py``'s job (docs/benchmarks.md), not repeated here.
 """
@@ -70,9 +71,11 @@ def colorization_rows(n: int, size: int, ref_images: int, seed: int, warmup: int
 
 
 def pretext_rows(n: int, jig_size: int, seed: int, warmup: int, reps: int, threads: int) -> list[dict]:
-    """rot and jig make_batch at 32 px (and jig G 3 at ``jig_size``; 0 skips it) on ``threads``
-    threads (the caller's setting)."""
-    cases = [("rot", 32, {}), ("jig", 32, {})]
+    """rot, jig and the tasks of issue 15 (inpaint, superres, simclr, count, splitbrain) make_batch
+    at 32 px (and jig G 3 at ``jig_size``; 0 skips it) on ``threads`` threads (the caller's setting)."""
+    cases = [("rot", 32, {}), ("jig", 32, {}),
+             # the label-free objectives of issue 15 (docs/tasks.md), default options
+             ("inpaint", 32, {}), ("superres", 32, {}), ("simclr", 32, {}), ("count", 32, {}), ("splitbrain", 32, {})]
     if jig_size:
         cases.append(("jig", jig_size, {"jigsaw_grid": 3}))
     rows = []

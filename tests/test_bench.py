@@ -35,3 +35,5 @@ def test_bench_tiny_run(tmp_path):
     assert col["ratio"] > 0 and rows[("data", "col reference")]["target_agreement"] > 0.99
     assert rows[("data", "rot")]["images_per_s"]["median"] > 0
     assert rows[("data", "jig")]["images_per_s"]["median"] > 0
+    for name in ("inpaint", "superres", "simclr", "count", "splitbrain"):   # issue 15's tasks
+        assert rows[("data", name)]["images_per_s"]["median"] > 0

@@ -212,7 +212,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=1, help="steps per repetition (search, train)")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("search and train")
-    g.add_argument("--task", default="cls", choices=("cls", "rot", "col", "jig"))
+    g.add_argument("--task", default="cls", choices=("cls", "rot", "col", "jig", "inpaint", "superres", "simclr",
+                                                      "count", "splitbrain"))
     g.add_argument("--width", type=int, default=16)
     g.add_argument("--depth", type=int, default=8)
     g.add_argument("--batch", type=int, default=32)

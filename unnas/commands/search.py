@@ -21,7 +21,8 @@ FLAGS = {**FLAG_KEYS, "order": "SEARCH.ORDER", "epochs": "SEARCH.EPOCHS"}
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", help="objective: rot|rotation, col|colorization, jig|jigsaw, cls, seg (TASK.NAME)")
+    p.add_argument("--task", help="objective: rot|rotation, col|colorization, jig|jigsaw, cls, seg, inpaint, superres, "
+                                  "simclr, count, splitbrain (TASK.NAME; docs/tasks.md)")
     p.add_argument("--cfg", help="YAML config (see experiments/search/)")
     p.add_argument("--dataset", help="data set name (DATA.DATASET), default synthetic")
     p.add_argument("--data-dir", help="data set root folder (DATA.ROOT)")

@@ -35,7 +35,8 @@ EVAL_ONLY_FLAGS = {k: FLAG_KEYS[k] for k in ("dataset", "data_dir")}  # the rest
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--genotype", help="zoo name (DARTS_V2, unnas_imagenet_rot, ...), genotype file, or Genotype(...) string")
-    p.add_argument("--task", help="objective: cls (default), rot, col, jig, seg (TASK.NAME)")
+    p.add_argument("--task", help="objective: cls (default), rot, col, jig, seg, inpaint, superres, simclr, count, "
+                                  "splitbrain (TASK.NAME)")
     p.add_argument("--cfg", help="YAML config (see experiments/train/)")
     p.add_argument("--dataset", help="data set name (DATA.DATASET), default synthetic")
     p.add_argument("--data-dir", help="data set root folder (DATA.ROOT)")
