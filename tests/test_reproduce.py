@@ -152,12 +152,17 @@ def test_full_pipeline_skip_and_report(pipeline, capsys):
     assert summ["long_sampled"]["budget"]["cls"]["epochs"] == 6 and summ["long_sampled"]["archs"] == 5
     assert {b["image_offset"] for b in summ["cross_sampled"]["budget"].values()} == {128}
     assert summ["long_sampled"]["reference"].endswith("sampled_r2:cls")
+    agree = json.loads((results / "cross_sampled" / "self_agreement.json").read_text())   # each task vs itself
+    assert [r["task"] for r in agree["rows"]] == ["rot", "col", "jig"] and agree["reference_run"].endswith("sampled_r2")
     for n in ("sampled", "released", "long_sampled", "cross_sampled"):
         assert {"correlations.json", "scatter.png"} <= set(summ[n]["files"]), n
         assert (results / n / "correlations.json").is_file()
     assert summ["sampled"]["mean_job_wall"].keys() >= {"cls", "rot", "col", "jig"}
     for key in ("date", "command", "commands", "wall_seconds", "budget", "jobs", "machine", "git_commit"):
         assert key in summ["retrain"], key
+    # the wall time of every step is kept beside the results (a run directory lost between sessions keeps none)
+    wall = json.loads((results / reproduce.WALL_FILE).read_text())
+    assert set(wall) == set(reproduce.STEPS) and wall["calib_sampled"]["invocations"] >= 1
     retrain = {r["genotype"]: r for r in summ["retrain"]["table"]}
     assert len(retrain) == 16 and {"search_cls", "search_jig", "DARTS_V2", "PDARTS", "rand0009"} <= set(retrain)
     assert set(retrain["DARTS_V2"]["seeds"]) == {"1", "2"} and retrain["DARTS_V2"]["normal_skip_connect"] == 2
@@ -168,6 +173,7 @@ def test_full_pipeline_skip_and_report(pipeline, capsys):
     text = report.read_text()
     assert "Not run yet" not in text and text.count("\n## ") == len(reproduce.PIPELINE)
     assert "](../results/sampled/scatter.png)" in text and "95% interval" in text
+    assert "**Each task against itself**" in text
     section = {name: text.split(f"(`{name}`)")[1].split("\n## ")[0] for name in reproduce.STEPS}
     assert "No rung's interval" not in section["calib_sampled"] and "Accepted: rung 2" in section["calib_sampled"]
     # the released fake scores agree perfectly between seeds: a zero-width interval, so no rung passes

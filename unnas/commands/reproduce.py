@@ -55,7 +55,7 @@ ANALYSIS_FILES = ("correlations.json", "correlations.csv", "correlations.md", "a
                   "scatter.png", "randexp.png")
 SEARCH_FILES = ("genotype.json", "normal_cell.png", "reduction_cell.png", "alphas_normal.png", "alphas_reduce.png")
 FIGURES = ("scatter.png", "randexp.png", "normal_cell.png", "reduction_cell.png")
-WALL_FILE = ".reproduce_wall.json"   # in the runs directory: wall seconds each step spent, over all invocations
+WALL_FILE = "wall.json"   # in the results directory (committed, so a step spanning sessions keeps its earlier time)
 
 PAPER = ("The paper (Liu et al., ECCV 2020, Sec. 4) trains 500 DARTS architectures on all 50,000 CIFAR-10 "
          "training images at width 16, depth 20 for 100 epochs, 3 seeds per task "
@@ -98,6 +98,7 @@ class Step:
     in_calib_dir: bool = False   # extend the accepted rung's run directory instead of a directory of its own
     derive: tuple = ()        # functions (accepted rung's config) -> KEY VALUE overrides
     reference: bool = False   # analyse against the accepted rung's run: `analyze RUN --reference DIR:cls`
+    self_reference: bool = False   # also rank each task against the same task of that run (its own noise ceiling)
     search: tuple = ()        # retrain: the search steps whose genotypes it retrains
 
 
@@ -140,7 +141,7 @@ PIPELINE: tuple[Step, ...] = (
          "CIFAR-10). "
          "Here the two 'data sets' are disjoint subsets of cifar10-mini, so only the images differ, not their "
          "distribution. " + _SHORT,
-         calib="calib_sampled", derive=(disjoint_images,), reference=True),
+         calib="calib_sampled", derive=(disjoint_images,), reference=True, self_reference=True),
     *(Step(f"search_{t}", "search", f"search_{t}.yaml", f"Search: {t}",
            f"First-order DARTS with the {t} objective on cifar10-mini; its genotype is retrained in the last step.",
            "Paper: DARTS' CIFAR-10 search at width 16, depth 8, 50 epochs on 25k + 25k images "
@@ -240,7 +241,7 @@ def machine() -> str:
 
 def wall_record(ctx: Ctx, step: str, seconds: float | None = None) -> dict:
     """Wall seconds a step spent in reproduce.py over all its invocations (``seconds``: add one)."""
-    path = ctx.runs / WALL_FILE
+    path = ctx.results / WALL_FILE
     data = read_json(path) or {}
     rec = data.get(step, {"seconds": 0.0, "invocations": 0})
     if seconds is not None:
@@ -573,10 +574,11 @@ def study_plan(ctx: Ctx, step: Step):
     return run_dir, cfg, overrides, reference
 
 
-def analyze(ctx: Ctx, step: Step, run_dir: Path, reference: str | None) -> Path:
+def analyze(ctx: Ctx, step: Step, run_dir: Path, reference: str | None, extra: tuple = ()) -> Path:
     """`rank_corr analyze` (against another run's task with ``reference``); returns its output folder."""
     before = time.time()
-    call(ctx, step, "rank_corr", ["analyze", str(run_dir)] + (["--reference", reference] if reference else []))
+    call(ctx, step, "rank_corr",
+         ["analyze", str(run_dir)] + (["--reference", reference] if reference else []) + list(extra))
     if reference is None:
         return run_dir / "analysis"
     other, _, task = reference.rpartition(":")
@@ -598,8 +600,29 @@ def run_study_step(ctx: Ctx, step: Step) -> None:
     run_study(ctx, step, run_dir, cfg, overrides)
     adir = analyze(ctx, step, run_dir, reference)
     files = copy_files(adir, fresh_results(ctx, step), ANALYSIS_FILES)
+    if step.self_reference:
+        write_json(ctx.res(step.name) / SELF_AGREEMENT, self_agreement(ctx, step, run_dir, cfg, reference))
+        files.append(SELF_AGREEMENT)
     write_json(ctx.res(step.name) / "summary.json",
                {**study_summary(ctx, step, run_dir, cfg, overrides), "reference": reference, "files": files})
+
+
+SELF_AGREEMENT = "self_agreement.json"
+
+
+def self_agreement(ctx: Ctx, step: Step, run_dir: Path, cfg, reference: str) -> dict:
+    """Each task of this study against the same task of the reference run (other images, same architectures):
+    how reproducible the task's own ranking is, the ceiling its agreement with cls can reach."""
+    other = reference.rpartition(":")[0]
+    rows = []
+    for task in cfg.STUDY.TASKS:
+        adir = analyze(ctx, step, run_dir, f"{other}:{task}", ("--no-proxies", "--no-baselines"))
+        corr = read_json(adir / "correlations.json") or {}
+        row = next((r for r in corr.get("rows", []) if r["task"] == f"{task}(this)"), None)
+        if row is None:
+            raise StepFailed(f"`rank_corr analyze --reference {other}:{task}` reported no {task}(this) row")
+        rows.append({**row, "task": task})
+    return {"reference_run": other, "rows": rows}
 
 
 def progress_study(ctx: Ctx, step: Step):
@@ -790,8 +813,8 @@ def budget_lines(s: dict) -> list[str]:
 
 def cost_lines(s: dict) -> list[str]:
     per_job = ", ".join(f"{t} {fsecs(v)}" for t, v in (s.get("mean_job_wall") or {}).items())
-    text = (f"**Cost.** Wall time {fsecs(s.get('wall_seconds'))} measured by reproduce.py "
-            f"({s.get('invocations', 0)} invocation(s))")
+    text = (f"**Cost.** Wall time {fsecs(s.get('wall_seconds'))} in reproduce.py over {s.get('invocations', 0)} recorded "
+            f"invocation(s) (jobs restored from results/jobs/ cost nothing here)")
     if s.get("job_span_seconds"):
         text += f"; the jobs ran from the first start to the last finish over {fsecs(s['job_span_seconds'])}"
     text += f"; {s.get('jobs', '?')} job(s)"
@@ -872,6 +895,14 @@ def body_study(ctx: Ctx, step: Step, s: dict, rel) -> list[str]:
     ref = corr.get("reference")
     if ref in ceiling:
         out += ["", f"Seed-to-seed ρ of the reference {ref}: {fnum(ceiling[ref].get('mean_spearman'))}."]
+    agree = read_json(ctx.res(step.name) / SELF_AGREEMENT)
+    if agree:
+        out += ["", f"**Each task against itself** on the images of `{agree['reference_run']}` (same architectures, "
+                "disjoint training images): how reproducible each task's own ranking is; its agreement with cls "
+                "can hardly exceed it.", "",
+                *md_table(["task vs the same task there", "archs", "Spearman ρ (95% CI)", "Kendall τ (95% CI)"],
+                          [[r["task"], r.get("n"), f"{fnum(r['spearman'])} {fci(r['spearman_ci'])}",
+                            f"{fnum(r.get('kendall'))} {fci(r.get('kendall_ci'))}"] for r in agree["rows"]])]
     rand = csv_lines(ctx.res(step.name) / "randexp.csv")
     if rand:
         out += ["", "<details><summary>random-expectation check (randexp.csv)</summary>", "", *rand, "", "</details>"]
