@@ -97,7 +97,8 @@ def _pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("repro")
     paths = _write_configs(root)
     common = ["--config-dir", str(paths["cfg"]), "--runs", str(root / "runs"), "--results", str(root / "results"),
-              "--report-path", str(root / "docs" / "results.md"), "--workers", "1", "--data-dir", str(root / "no-data")]
+              "--report-path", str(root / "docs" / "results.md"), "--workers", "1", "--data-dir", str(root / "no-data"),
+              "--scale-archs", "1"]
     stages = {}
 
     def stage(name, argv, capsys):
@@ -152,6 +153,10 @@ def test_full_pipeline_skip_and_report(pipeline, capsys):
     assert summ["long_sampled"]["budget"]["cls"]["epochs"] == 6 and summ["long_sampled"]["archs"] == 5
     assert {b["image_offset"] for b in summ["cross_sampled"]["budget"].values()} == {128}
     assert summ["long_sampled"]["reference"].endswith("sampled_r2:cls")
+    scale = summ["sampled"]["paper_scale"]   # the paper's recipe: width 16, depth 20, 100 epochs, 50k images
+    assert scale["archs_measured"] == 1 and "paper_scale" not in summ["long_sampled"]   # (fake networks: macs_ratio 1)
+    assert scale["data_ratio"] == 50_000 * 100 / (128 * 2) and scale["work_ratio"] == scale["macs_ratio"] * scale["data_ratio"]
+    assert scale["study_core_hours"] == sum(scale["job_core_hours"].values()) * 500 * 3
     agree = json.loads((results / "cross_sampled" / "self_agreement.json").read_text())   # each task vs itself
     assert [r["task"] for r in agree["rows"]] == ["rot", "col", "jig"] and agree["reference_run"].endswith("sampled_r2")
     for n in ("sampled", "released", "long_sampled", "cross_sampled"):
@@ -175,6 +180,7 @@ def test_full_pipeline_skip_and_report(pipeline, capsys):
     assert "](../results/sampled/scatter.png)" in text and "95% interval" in text
     assert "**Each task against itself**" in text
     section = {name: text.split(f"(`{name}`)")[1].split("\n## ")[0] for name in reproduce.STEPS}
+    assert "**To the paper's scale.**" in section["sampled"] and "**To the paper's scale.**" in section["released"]
     assert "No rung's interval" not in section["calib_sampled"] and "Accepted: rung 2" in section["calib_sampled"]
     # the released fake scores agree perfectly between seeds: a zero-width interval, so no rung passes
     assert not summ["calib_released"]["passed"] and summ["calib_released"]["accepted"]["rung"] == 2

@@ -99,6 +99,7 @@ class Step:
     derive: tuple = ()        # functions (accepted rung's config) -> KEY VALUE overrides
     reference: bool = False   # analyse against the accepted rung's run: `analyze RUN --reference DIR:cls`
     self_reference: bool = False   # also rank each task against the same task of that run (its own noise ceiling)
+    paper_scale: bool = False  # estimate the cost of this study at the paper's recipe (:func:`paper_scale`)
     search: tuple = ()        # retrain: the search steps whose genotypes it retrains
 
 
@@ -122,13 +123,13 @@ PIPELINE: tuple[Step, ...] = (
          "calibration's two seeds.)",
          "Paper: the 500 released architectures (not uniform samples), ρ ≈ 0.8-0.9 for rot, col and jig on "
          "CIFAR-10 (docs/rank_corr.md). " + _SHORT,
-         calib="calib_sampled", in_calib_dir=True),
+         calib="calib_sampled", in_calib_dir=True, paper_scale=True),
     Step("released", "study", "released.yaml", "Rank correlation: released architectures (paper Fig. 2)",
          "The first 32 of the release's 500 sample-based genotypes, trained under cls, rot, col and jig at the "
          "accepted budget of their own calibration.",
          "Paper: all 500 of these genotypes. They are not uniform samples (more separable and dilated convolutions, "
          "larger networks; docs/rank_corr.md §3), so they differ less in quality than the sampled set. " + _SHORT,
-         calib="calib_released", in_calib_dir=True),
+         calib="calib_released", in_calib_dir=True, paper_scale=True),
     Step("long_sampled", "study", "long_sampled.yaml", "Budget check: 3x longer training",
          "The first 12 sampled architectures trained with cls for 3x the accepted epochs, ranked against "
          "the short budget's cls accuracies: does the short budget rank architectures as a longer one does?",
@@ -176,6 +177,7 @@ class Ctx:
     command: str
     commands: list | None = None   # underlying command lines of the step being run
     t0: float = 0.0                # when the step being run started (this invocation)
+    scale_archs: int = 8           # architectures whose paper-scale networks are measured (:func:`paper_scale`)
 
     def yaml(self, step: Step) -> Path:
         return self.config_dir / step.cfg
@@ -603,8 +605,39 @@ def run_study_step(ctx: Ctx, step: Step) -> None:
     if step.self_reference:
         write_json(ctx.res(step.name) / SELF_AGREEMENT, self_agreement(ctx, step, run_dir, cfg, reference))
         files.append(SELF_AGREEMENT)
-    write_json(ctx.res(step.name) / "summary.json",
-               {**study_summary(ctx, step, run_dir, cfg, overrides), "reference": reference, "files": files})
+    summary = {**study_summary(ctx, step, run_dir, cfg, overrides), "reference": reference, "files": files}
+    if step.paper_scale:
+        summary["paper_scale"] = paper_scale(ctx, run_dir, cfg, summary["mean_job_wall"])
+    write_json(ctx.res(step.name) / "summary.json", summary)
+
+
+# The paper's sample-based recipe on CIFAR-10 (Liu et al. 2020, Sec. 4; experiments/study/cifar10_darts.yaml):
+# 500 genotypes x 4 tasks x 3 seeds, each job 100 epochs on the 50,000 training images at width 16, depth 20.
+PAPER = {"width": 16, "depth": 20, "epochs": 100, "images": 50_000, "archs": 500, "seeds": 3}
+
+
+def paper_scale(ctx: Ctx, run_dir: Path, cfg, mean_job_wall: dict) -> dict:
+    """What this study would cost at the paper's recipe, extrapolated linearly from the measured jobs: one
+    paper job does ``work_ratio`` times the work of one job here (the cls network's multiply-adds at the
+    paper's width and depth over ours, mean over the first ``ctx.scale_archs`` architectures, times the
+    ratio of images x epochs). Jobs here train on one thread, so their wall time is core time."""
+    from unnas.study.archs import load_archs
+    from unnas.study.baselines import genotype_complexity
+
+    archs = load_archs(run_dir / "archs.json")[:max(1, ctx.scale_archs)]
+    ours = genotype_complexity(cfg, "cls", archs)["macs"]
+    paper_cfg = cfg.clone()
+    paper_cfg.defrost()
+    paper_cfg.MODEL.WIDTH, paper_cfg.MODEL.DEPTH = PAPER["width"], PAPER["depth"]
+    theirs = genotype_complexity(paper_cfg, "cls", archs)["macs"]
+    macs_ratio = sum(theirs[a.id] / ours[a.id] for a in archs) / len(archs)
+    images = int(cfg.DATA.MAX_TRAIN) or PAPER["images"]
+    data_ratio = PAPER["images"] * PAPER["epochs"] / (images * int(cfg.TRAIN.EPOCHS))
+    job_hours = {t: w * macs_ratio * data_ratio / 3600 for t, w in mean_job_wall.items()}
+    return {"paper": dict(PAPER), "archs_measured": len(archs), "macs_ours": sum(ours.values()) / len(archs),
+            "macs_paper": sum(theirs.values()) / len(archs), "macs_ratio": macs_ratio, "data_ratio": data_ratio,
+            "work_ratio": macs_ratio * data_ratio, "job_core_hours": job_hours,
+            "study_core_hours": sum(job_hours.values()) * PAPER["archs"] * PAPER["seeds"]}
 
 
 SELF_AGREEMENT = "self_agreement.json"
@@ -820,7 +853,20 @@ def cost_lines(s: dict) -> list[str]:
     text += f"; {s.get('jobs', '?')} job(s)"
     if per_job:
         text += f", mean time per job: {per_job}"
-    return [text + "."]
+    out = [text + "."]
+    ps = s.get("paper_scale")
+    if ps:
+        p = ps["paper"]
+        jobs = ", ".join(f"{t} {h:,.0f}" for t, h in ps["job_core_hours"].items())
+        out += ["", f"**To the paper's scale.** One job of the paper's recipe (width {p['width']}, depth {p['depth']}, "
+                f"{p['epochs']} epochs on {p['images']:,} images) does {ps['work_ratio']:,.0f}x the work of one job here: "
+                f"the cls network has {ps['macs_ratio']:.1f}x the multiply-adds ({ps['macs_paper'] / 1e6:.0f}M vs "
+                f"{ps['macs_ours'] / 1e6:.1f}M, mean of the first {ps['archs_measured']} architectures) and sees "
+                f"{ps['data_ratio']:,.0f}x the images x epochs. At this machine's measured cost per job that is, per job, "
+                f"{jobs} CPU core-hours, and {ps['study_core_hours']:,.0f} core-hours for {p['archs']} architectures x "
+                f"{p['seeds']} seeds x these tasks (a linear extrapolation). GPU-hours were not measured (no GPU was "
+                "lent); a pilot of the recipe on one GPU gives them (docs/rank_corr.md, *Cost per job*)."]
+    return out
 
 
 def provenance_lines(s: dict) -> list[str]:
@@ -1067,6 +1113,8 @@ def parse_args(argv=None):
     p.add_argument("--export", action="store_true", help="only write every study's finished jobs to RESULTS/jobs/ "
                    "(for a study still running elsewhere: commit them before its machine goes away)")
     p.add_argument("--workers", type=int, default=2, help="worker processes per study (default 2)")
+    p.add_argument("--scale-archs", type=int, default=8,
+                   help="architectures whose paper-scale networks are counted to estimate the paper recipe's cost (default 8)")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"cifar10-mini folder (default {DEFAULT_DATA_DIR})")
     p.add_argument("--runs", default=DEFAULT_RUNS, help=f"run directories (default {DEFAULT_RUNS})")
     p.add_argument("--results", default=DEFAULT_RESULTS, help=f"small outputs per step (default {DEFAULT_RESULTS})")
@@ -1088,7 +1136,7 @@ def _main(args, argv: list[str]) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     ctx = Ctx(Path(args.config_dir), Path(args.runs), Path(args.results), args.data_dir, args.workers,
-              Path(args.report_path), shlex.join(["python", "tools/reproduce.py", *argv]))
+              Path(args.report_path), shlex.join(["python", "tools/reproduce.py", *argv]), scale_archs=args.scale_archs)
     if args.list:
         width = max(len(n) for n in STEPS)
         for s in PIPELINE:
