@@ -847,7 +847,7 @@ def budget_lines(s: dict) -> list[str]:
 def cost_lines(s: dict) -> list[str]:
     per_job = ", ".join(f"{t} {fsecs(v)}" for t, v in (s.get("mean_job_wall") or {}).items())
     text = (f"**Cost.** Wall time {fsecs(s.get('wall_seconds'))} in reproduce.py over {s.get('invocations', 0)} recorded "
-            f"invocation(s) (jobs restored from results/jobs/ cost nothing here)")
+            "invocation(s)" + (" (jobs restored from results/jobs/ cost nothing here)" if "job_span_seconds" in s else ""))
     if s.get("job_span_seconds"):
         text += f"; the jobs ran from the first start to the last finish over {fsecs(s['job_span_seconds'])}"
     text += f"; {s.get('jobs', '?')} job(s)"
