@@ -9,6 +9,13 @@ head, batch, AMP, channels-last): :func:`unnas.train.network.resolve_network` +
 stepped as ``Trainer.run_step`` at epoch 0 (no drop-path, no label smoothing; the GradScaler is
 a no-op without fp16, which the bench does not offer): forward under autocast, the task's loss on
 fp32 logits, backward, gradient clipping, SGD step.
+
+:func:`build_textbook` is the reference it is timed against: ``benchmarks/textbook_network.py``
+(NetworkCIFAR as DARTS / UnNAS build it, NCHW fp32, the UnNAS classifier of cls, rot or jig) with
+our network's initial weights copied in (our network is built from the same config and seed,
+then dropped), stepped as DARTS' train.py does (forward, the task's loss, backward, gradient
+clipping, SGD with the config's settings), on the same batch. So the first losses of both agree
+up to float rounding when the weight mapping is right.
 """
 from __future__ import annotations
 
@@ -76,3 +83,39 @@ def build_train(spec: dict, device: torch.device):
     info = {"params": sum(p.numel() for p in net.parameters()), "baseline": mark, "channels_last": channels_last,
             "autocast": cfg.AMP if dtype is not None else None}
     return step, info, count_flops
+
+
+def build_textbook(spec: dict, device: torch.device):
+    """The textbook evaluation network with ours' initial weights, stepped as DARTS' train.py."""
+    from .textbook_network import load_from_ours, textbook_like
+
+    cfg = train_config(spec)
+    task, (_, (x, y)) = task_batches(cfg, spec, device)
+    x = x.contiguous()
+    mark = memory_mark(device)
+    torch.manual_seed(cfg.SEED)   # ours' initialisation, to be copied (a few MB, then freed)
+    plan, _, _ = resolve_network(cfg, task, data_info(spec["size"]), None)
+    ours = build_train_network(plan, task)
+    net = textbook_like(ours, task.name)
+    load_from_ours(net, ours)
+    del ours
+    net.to(device).train()
+    net.drop_path_prob = 0.0
+    params = list(net.parameters())
+    opt = torch.optim.SGD(params, lr=cfg.OPTIM.LR, momentum=cfg.OPTIM.MOMENTUM, weight_decay=cfg.OPTIM.WEIGHT_DECAY,
+                          nesterov=bool(cfg.OPTIM.NESTEROV))
+    clip = cfg.OPTIM.GRAD_CLIP
+
+    def step():
+        opt.zero_grad()
+        out = net(x)
+        logits = out[0] if isinstance(out, tuple) else out
+        loss = task.loss(logits, y)
+        loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        return loss.detach()
+
+    info = {"params": sum(p.numel() for p in params), "baseline": mark}
+    return step, info, None    # FLOPs: ours' count stands for both

@@ -8,7 +8,9 @@
     python tools/bench.py --only search --partial-channels 8 --edge-norm
     python tools/bench.py --only search --sweep                 # batch / width / image size (opt-in, > 5 min)
     python tools/bench.py --only data                           # pretext targets: col vs skimage+sklearn, rot, jig
-    python tools/bench.py --only train                          # DARTS_V2 retraining step
+    python tools/bench.py --only train                          # DARTS_V2 retraining step, ours vs textbook (cls, rot, jig)
+    python tools/bench.py --only train --threads 1 --train-tasks cls
+    python tools/bench.py --quick                               # smoke run of every section at tiny sizes
     python tools/bench.py --device cuda --amp bf16 --channels-last
 
 Sections (``--only search,data,train``; default all):
@@ -33,9 +35,14 @@ Sections (``--only search,data,train``; default all):
   both on one thread; rot and jig (G 2) at 32 px and jig G 3 at 255 px. Loading/decoding is
   ``benchmarks/bench_data.py``'s job (docs/benchmarks.md), not repeated here.
 * **train**: forward + backward + SGD step of a fixed genotype's network (``--genotype``, default
-  DARTS_V2; CIFAR stem, no auxiliary head) at ``--width/--depth/--batch/--size``, built from a
-  train config by the trainer's own ``resolve_network`` / ``build_train_network`` /
-  ``train_optimizer`` (``benchmarks/train_step.py``).
+  DARTS_V2; CIFAR stem, no auxiliary head) at ``--width/--depth/--batch/--size``, for each task of
+  ``--train-tasks`` (default cls, rot, jig; images/s counts source images: rot runs 4 rotations
+  per image, jig G^2 tiles). "ours" is built from a train config by the trainer's own
+  ``resolve_network`` / ``build_train_network`` / ``train_optimizer``; "textbook" is
+  ``benchmarks/textbook_network.py`` (NetworkCIFAR as DARTS / UnNAS build it, NCHW fp32, the
+  UnNAS classifier of the task) with ours' initial weights, stepped as DARTS' train.py does, on
+  the same batch; both in one interleaved run, ratio = ours / textbook
+  (``benchmarks/train_step.py``).
 
 The data section runs on the CPU in this process; the others follow ``--device``.
 
@@ -87,7 +94,11 @@ from unnas.train.config import train_defaults  # noqa: E402
 
 SWEEP = {"batch": (16, 32, 64), "width": (8, 16, 32), "size": (16, 32, 48)}
 OURS, TEXTBOOK = "benchmarks.search_step:build_ours", "benchmarks.search_step:build_textbook"
-TRAIN = "benchmarks.train_step:build_train"
+TRAIN, TRAIN_TEXTBOOK = "benchmarks.train_step:build_train", "benchmarks.train_step:build_textbook"
+TRAIN_TASKS = ("cls", "rot", "jig")   # the tasks the textbook network has a classifier for
+# --quick: a smoke run of every section at the smallest sizes (explicit flags still win)
+QUICK = dict(warmup=0, reps=1, steps=1, width=4, depth=3, batch=4, size=16, partial_channels=1, images=2,
+             ref_images=1, col_size=16, jig_size=0)
 
 
 def _base_spec(args, **kw) -> dict:
@@ -165,16 +176,36 @@ def data_section(args) -> list[dict]:
 
 
 def train_section(args, plan: dict) -> list[dict]:
-    spec = _base_spec(args, builder=TRAIN, genotype=args.genotype, amp=args.amp, channels_last=args.channels_last,
-                      flops=plan["flops"])
-    results = measure([("train", spec)], args.warmup, args.reps)
-    config = (f"{args.genotype}, {args.task}, width {args.width}, depth {args.depth}, batch {args.batch}, "
-              f"{args.size}x{args.size}, {args.device}")
-    notes = "; ".join(filter(None, ["no aux head", _model_notes(results["train"], plan["train_channels_last"])]))
-    r = row("train", args.genotype, config, results["train"], args.batch * args.steps, notes=notes)
-    add_flops(r, results["train"].get("step_flops"), args.batch,
-              plan["peak_tflops"]["bf16" if args.amp == "bf16" else "fp32"])
-    return [r]
+    """Per task of ``--train-tasks``: ours and the textbook network, interleaved in one measure()."""
+    rows = []
+    requested = plan["train_channels_last"]
+    dtype = "bf16" if args.amp == "bf16" else "fp32"
+    for task in args.train_tasks:
+        sub = argparse.Namespace(**{**vars(args), "task": task})
+        ours = _base_spec(sub, builder=TRAIN, genotype=args.genotype, amp=args.amp, channels_last=args.channels_last,
+                          flops=plan["flops"])
+        named = [(f"ours {task}", ours), (f"textbook {task}", _base_spec(sub, builder=TRAIN_TEXTBOOK,
+                                                                          genotype=args.genotype))]
+        results = measure(named, args.warmup, args.reps)
+        config = (f"{args.genotype}, {task}, width {args.width}, depth {args.depth}, batch {args.batch}, "
+                  f"{args.size}x{args.size}, {args.device}")
+        (o_name, _), (t_name, _) = named
+        group = {o_name: row("train", o_name, config, results[o_name], args.batch * args.steps,
+                             notes="; ".join(filter(None, ["no aux head", _model_notes(results[o_name], requested)]))),
+                 t_name: row("train", t_name, config, results[t_name], args.batch * args.steps,
+                             notes="NCHW fp32, DARTS train.py step")}
+        textbook = group[t_name]
+        for name, r in group.items():
+            if "rep_seconds" in r and "rep_seconds" in textbook:
+                r["ratio"] = r["images_per_s"]["median"] / textbook["images_per_s"]["median"]
+            add_flops(r, results[o_name].get("step_flops"), args.batch,
+                      plan["peak_tflops"]["fp32" if name == t_name else dtype])
+        if "first_loss" in group[o_name] and "first_loss" in textbook:
+            print(f"bench: first training loss ({task}) ours {group[o_name]['first_loss']:.6f} textbook "
+                  f"{textbook['first_loss']:.6f} (same weights and batch: equal up to float rounding in fp32)",
+                  file=sys.stderr)
+        rows += group.values()
+    return rows
 
 
 def plan_options(args, device_name: str) -> dict:
@@ -211,9 +242,11 @@ def parse_args(argv=None):
                    "run under 5 minutes on 2 cores)")
     p.add_argument("--steps", type=int, default=1, help="steps per repetition (search, train)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="smoke-run sizes: " + ", ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()) + " (explicit flags win)")
     g = p.add_argument_group("search and train")
-    g.add_argument("--task", default="cls", choices=("cls", "rot", "col", "jig", "inpaint", "superres", "simclr",
-                                                      "count", "splitbrain"))
+    g.add_argument("--task", default="cls", help="task of the search section (train: --train-tasks)",
+                   choices=("cls", "rot", "col", "jig", "inpaint", "superres", "simclr", "count", "splitbrain"))
     g.add_argument("--width", type=int, default=16)
     g.add_argument("--depth", type=int, default=8)
     g.add_argument("--batch", type=int, default=32)
@@ -232,16 +265,26 @@ def parse_args(argv=None):
     g.add_argument("--peak-tflops", type=float, help="device peak for the FLOP/s fraction")
     g.add_argument("--sweep", action="store_true", help="search over batch/width/image-size values (slow)")
     g.add_argument("--genotype", default="DARTS_V2", help="retrained genotype (zoo name or file)")
+    g.add_argument("--train-tasks", default=",".join(TRAIN_TASKS),
+                   help="comma-separated tasks of the train section, each ours vs the textbook network "
+                   f"(of {', '.join(TRAIN_TASKS)}; default all)")
     g = p.add_argument_group("data")
     g.add_argument("--images", type=int, default=64, help="images per make_batch call")
     g.add_argument("--ref-images", type=int, default=16, help="images for the per-image colorization reference")
     g.add_argument("--col-size", type=int, default=224, help="colorization image side")
     g.add_argument("--jig-size", type=int, default=255, help="image side of the jig G 3 row (0 = skip)")
     args = p.parse_args(argv)
+    if args.quick:   # the quick sizes as defaults, so that flags given explicitly still win
+        p.set_defaults(**QUICK)
+        args = p.parse_args(argv)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.sections) - {"search", "data", "train"}
     if unknown:
         p.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}; use search, data, train")
+    args.train_tasks = [t.strip() for t in args.train_tasks.split(",") if t.strip()]
+    bad = set(args.train_tasks) - set(TRAIN_TASKS)
+    if bad or not args.train_tasks:
+        p.error(f"--train-tasks: use some of {', '.join(TRAIN_TASKS)} (the textbook network's classifiers)")
     if args.reps < 1 or args.warmup < 0 or args.steps < 1:
         p.error("need --reps >= 1, --warmup >= 0, --steps >= 1")
     return args
@@ -274,7 +317,7 @@ def main(argv=None) -> int:
           "weight step). Data rows time target construction only; loader throughput: benchmarks/bench_data.py "
           "(docs/benchmarks.md).")
     for r in rows:
-        if r["ratio"] is not None and r["name"] != "textbook":
+        if r["ratio"] is not None and not r["name"].startswith("textbook"):
             versus = "per-image reference" if r["section"] == "data" else "textbook"
             print(f"ratio {r['name']} / {versus} ({r['config']}): {r['ratio']:.2f}x")
     if args.json:
