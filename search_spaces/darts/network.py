@@ -14,7 +14,8 @@ preprocess0 is a FactorizedReduce when the previous cell reduced the resolution,
 ReLU-conv-BN; preprocess1 is a 1x1 ReLU-conv-BN.
 
 Drop-path (DARTS): in training, when ``drop_prob > 0``, every op output except an Identity is
-multiplied by a per-sample Bernoulli(1 - p) mask and divided by 1 - p. The mask is drawn on the
+multiplied by a per-sample Bernoulli(1 - p) mask and divided by 1 - p, in place (the op's own
+output; :func:`drop_path_`). The mask is drawn on the
 tensor's own device (the release's ``torch.cuda.FloatTensor`` made it GPU-only). The trainer sets
 ``drop_prob = DROP_PATH * epoch / epochs`` at the start of every epoch (:func:`set_drop_prob`).
 
@@ -42,6 +43,19 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     return x.div(keep).mul(mask)
 
 
+def drop_path_(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """:func:`drop_path` in place on ``x``, as DARTS does it: the same mask draw and the same values
+    (divide, then multiply by the mask), without two new tensors per dropped op output. For an op's
+    own fresh output only (the cell never passes an Identity's, i.e. a state another op reads); the
+    ops' last layers (BN, pools, Zero's multiply) keep no output for their backward, and autograd
+    would raise if one did."""
+    if drop_prob <= 0.0:
+        return x
+    keep = 1.0 - drop_prob
+    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x.div_(keep).mul_(mask)
+
+
 class FixedCell(nn.Module):
     def __init__(self, genotype: Genotype, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
         super().__init__()
@@ -67,7 +81,7 @@ class FixedCell(nn.Module):
             for k in (2 * i, 2 * i + 1):
                 h = self.ops[k](states[self.indices[k]])
                 if apply_drop and self._droppable[k]:
-                    h = drop_path(h, drop_prob)
+                    h = drop_path_(h, drop_prob)
                 node = h if node is None else node + h
             states.append(node)
         return torch.cat([states[i] for i in self.concat], dim=1)

@@ -257,11 +257,18 @@ class Trainer(LoopBase):
         was_training = self.model.training
         self.model.eval()
         try:
-            return evaluate(self.model, self.task, self.test_stream, lambda batch, k: self.prepare(batch, False, 0, k),
+            return evaluate(self._infer, self.task, self.test_stream, lambda batch, k: self.prepare(batch, False, 0, k),
                             self.cfg.TRAIN.EVAL_BATCHES, self._autocast)
         finally:
             if was_training:
                 self.set_train_mode()
+
+    def _infer(self, x):
+        """The evaluation forward under ``torch.inference_mode`` (the same values as under no_grad).
+        Only the forward: the inputs and targets (the tasks' cached tables) are built outside it,
+        so no cache ever holds an inference tensor."""
+        with torch.inference_mode():
+            return self.model(x)
 
     def recompute_bn_stats(self, epoch: int) -> int:
         """Precise BN (``TRAIN.PRECISE_BN_IMAGES``): recompute the BN running statistics over
