@@ -32,3 +32,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli(main, argv) -> (exit code, stdout, stderr)``: a tool's ``main`` as its console script
+    runs it (a ``SystemExit`` is its exit code), with what it printed."""
+    def run(main, argv):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:
+            rc = exc.code
+        captured = capsys.readouterr()
+        return rc, captured.out, captured.err
+    return run

@@ -14,18 +14,8 @@ from unnas.study.config import study_defaults, validate_study_cfg
 from unnas.train.config import train_defaults
 
 
-
 SEARCH, TRAIN, RANK_CORR = search_cmd, train_cmd, rank_corr_cmd   # what tools/*.py run
 PARSERS = {"search": SEARCH.parse_args, "train": TRAIN.parse_args, "rank_corr": RANK_CORR._parse_run_args}
-
-
-def _main(fn, argv, capsys):
-    try:
-        rc = fn(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 # ---- (a) options before, between and after KEY VALUE overrides ------------------------------------
@@ -64,13 +54,12 @@ def test_shared_parser_on_a_bare_parser():
     assert cli.parse_with_overrides(p, []).opts == []
 
 
-def test_search_command_line_end_to_end(tmp_path, capsys):
+def test_search_command_line_end_to_end(tmp_path, run_cli):
     args = SEARCH.parse_args(["--out", str(tmp_path / "s"), "MODEL.WIDTH", "16", "--no-progress", "SEARCH.EPOCHS", "2"])
     cfg = SEARCH.build_cfg(args)
     assert (cfg.MODEL.WIDTH, cfg.SEARCH.EPOCHS, cfg.OUT_DIR) == (16, 2, str(tmp_path / "s"))
     # through main(): the override after a flag reaches validation (an odd width is refused by name)
-    rc, _, err = _main(SEARCH.main, ["--out", str(tmp_path / "s"), "--no-progress", "MODEL.WIDTH", "7", "--epochs", "1"],
-                       capsys)
+    rc, _, err = run_cli(SEARCH.main, ["--out", str(tmp_path / "s"), "--no-progress", "MODEL.WIDTH", "7", "--epochs", "1"])
     assert rc == 2 and "MODEL.WIDTH" in err and "odd number" not in err and not (tmp_path / "s").exists()
 
 
@@ -100,32 +89,32 @@ def test_other_type_mismatches_are_still_refused(opts, tmp_path):
 
 # ---- (c) rank_corr.py --help lists every subcommand --------------------------------------------------
 @pytest.mark.parametrize("flag", ["--help", "-h", "help"])
-def test_rank_corr_help_lists_subcommands(flag, capsys):
-    rc, out, _ = _main(RANK_CORR.main, [flag], capsys)
+def test_rank_corr_help_lists_subcommands(flag, run_cli):
+    rc, out, _ = run_cli(RANK_CORR.main, [flag])
     assert rc == 0 and set(RANK_CORR.COMMANDS) == {"run", "analyze", "proxies", "sample", "status"}
     lines = out.splitlines()
     for cmd, desc in RANK_CORR.COMMANDS.items():
         assert sum(1 for ln in lines if ln.split()[:1] == [cmd] and ln.strip().endswith(desc)) == 1, cmd
-    rc, out, _ = _main(RANK_CORR.main, ["run", "--help"], capsys)   # a subcommand's own help is unchanged
+    rc, out, _ = run_cli(RANK_CORR.main, ["run", "--help"])   # a subcommand's own help is unchanged
     assert rc == 0 and "--num-archs" in out
 
 
 # ---- (d) analyze --metric final beside best; (e) a refused study names the differing keys ---------
-def test_final_analysis_beside_best_and_refusal_names_keys(tmp_path, capsys):
+def test_final_analysis_beside_best_and_refusal_names_keys(tmp_path, run_cli):
     run = tmp_path / "run"
-    rc, _, err = _main(RANK_CORR.main, ["--trainer", "fake", "--num-archs", "5", "--tasks", "cls,rot", "--out", str(run),
-                                        "STUDY.BOOTSTRAP", "20"], capsys)
+    rc, _, err = run_cli(RANK_CORR.main, ["--trainer", "fake", "--num-archs", "5", "--tasks", "cls,rot", "--out", str(run),
+                                        "STUDY.BOOTSTRAP", "20"])
     assert rc == 0, err
     best = (run / "analysis" / "correlations.md").read_text()
-    rc, out, _ = _main(RANK_CORR.main, ["analyze", str(run), "--metric", "final"], capsys)
+    rc, out, _ = run_cli(RANK_CORR.main, ["analyze", str(run), "--metric", "final"])
     assert rc == 0 and f"written to {run / 'analysis_final'}/" in out
     assert (run / "analysis" / "correlations.md").read_text() == best    # best analysis kept
     assert json.loads((run / "analysis_final" / "correlations.json").read_text())["metric"] == "final"
     assert json.loads((run / "analysis" / "correlations.json").read_text())["metric"] == "best"
-    rc, _, _ = _main(RANK_CORR.main, ["analyze", str(run)], capsys)      # default metric: the same place as before
+    rc, _, _ = run_cli(RANK_CORR.main, ["analyze", str(run)])      # default metric: the same place as before
     assert rc == 0 and (run / "analysis" / "correlations.md").read_text() == best
 
-    rc, _, err = _main(RANK_CORR.main, ["--out", str(run), "MODEL.WIDTH", "8", "--no-analyze", "OPTIM.LR", "1",
-                                        "NUM_THREADS", "2"], capsys)
+    rc, _, err = run_cli(RANK_CORR.main, ["--out", str(run), "MODEL.WIDTH", "8", "--no-analyze", "OPTIM.LR", "1",
+                                        "NUM_THREADS", "2"])
     assert rc == 2 and err.count("\n") == 1 and "different configuration" in err
     assert "MODEL.WIDTH 4 -> 8, OPTIM.LR 0.1 -> 1.0;" in err and "NUM_THREADS" not in err   # not a training key

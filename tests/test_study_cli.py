@@ -14,15 +14,6 @@ tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tool)
 
 
-def _run(argv, capsys):
-    try:
-        rc = tool.main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
 def test_release_recipe_config():
     cfg = load_cfg(study_defaults(), str(ROOT / "experiments/study/cifar10_darts.yaml"), [], validate_study_cfg)
     assert (cfg.MODEL.WIDTH, cfg.MODEL.DEPTH, cfg.TRAIN.EPOCHS, list(cfg.STUDY.SEEDS)) == (16, 20, 100, [1, 2, 3])
@@ -33,23 +24,23 @@ def test_release_recipe_config():
     load_cfg(study_defaults(), str(ROOT / "experiments/study/cifar10_mini_short.yaml"), [], validate_study_cfg)
 
 
-def test_sample_analyze_and_status(tmp_path, capsys):
-    rc, out, _ = _run(["sample", "--num-archs", "5", "--seed", "2", "--out", str(tmp_path / "a.json")], capsys)
+def test_sample_analyze_and_status(tmp_path, run_cli):
+    rc, out, _ = run_cli(tool.main, ["sample", "--num-archs", "5", "--seed", "2", "--out", str(tmp_path / "a.json")])
     assert rc == 0 and len(json.loads((tmp_path / "a.json").read_text())["archs"]) == 5
     run = tmp_path / "run"
-    rc, out, err = _run(["--trainer", "fake", "--archs", str(tmp_path / "a.json"), "--tasks", "cls,rot,jig",
-                         "--out", str(run), "STUDY.BOOTSTRAP", "20"], capsys)
+    rc, out, err = run_cli(tool.main, ["--trainer", "fake", "--archs", str(tmp_path / "a.json"), "--tasks", "cls,rot,jig",
+                         "--out", str(run), "STUDY.BOOTSTRAP", "20"])
     assert rc == 0, err
     assert "| rot | 5 | 1 |" in out and "Spearman" in out and (run / "analysis" / "scatter.png").is_file()
-    rc, out, _ = _run(["analyze", str(run), "--metric", "final", "--bootstrap", "0"], capsys)
+    rc, out, _ = run_cli(tool.main, ["analyze", str(run), "--metric", "final", "--bootstrap", "0"])
     assert rc == 0 and "| jig | 5 |" in out
-    rc, out, _ = _run(["status", str(run)], capsys)
+    rc, out, _ = run_cli(tool.main, ["status", str(run)])
     assert rc == 0 and "15/15 done" in out
     # rerunning the same directory resumes from its stored config: nothing left to do
-    rc, out, _ = _run(["--out", str(run), "--no-analyze"], capsys)
+    rc, out, _ = run_cli(tool.main, ["--out", str(run), "--no-analyze"])
     assert rc == 0 and "0 new, 15 done" in out
     # a different training recipe in the same directory is refused
-    rc, _, err = _run(["--out", str(run), "MODEL.WIDTH", "8"], capsys)
+    rc, _, err = run_cli(tool.main, ["--out", str(run), "MODEL.WIDTH", "8"])
     assert rc == 2 and "different configuration" in err
 
 
@@ -72,22 +63,22 @@ def test_sample_analyze_and_status(tmp_path, capsys):
     (["analyze", "/nonexistent/run"], "holds no study"),
     (["frobnicate"], "unknown command"),
 ])
-def test_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+def test_errors_are_one_line_and_exit_2(tmp_path, run_cli, argv, message):
     if argv[0] not in ("analyze", "frobnicate"):
         argv = argv + ["--out", str(tmp_path / "run"), "--no-analyze"]
-    rc, _, err = _run(argv, capsys)
+    rc, _, err = run_cli(tool.main, argv)
     assert rc == 2
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert message in lines[-1] and lines[-1].startswith("rank_corr.py")
 
 
-def test_bad_supervised_table(tmp_path, capsys):
+def test_bad_supervised_table(tmp_path, run_cli):
     run = tmp_path / "run"
-    rc, _, err = _run(["--trainer", "fake", "--num-archs", "3", "--tasks", "cls,rot", "--out", str(run),
-                       "--no-analyze"], capsys)
+    rc, _, err = run_cli(tool.main, ["--trainer", "fake", "--num-archs", "3", "--tasks", "cls,rot", "--out", str(run),
+                       "--no-analyze"])
     assert rc == 0, err
     (tmp_path / "t.json").write_text('{"zzz": 1}')
-    rc, _, err = _run(["analyze", str(run), "--supervised-table", str(tmp_path / "t.json")], capsys)
+    rc, _, err = run_cli(tool.main, ["analyze", str(run), "--supervised-table", str(tmp_path / "t.json")])
     assert rc == 2 and "matches an architecture" in err
 
 
@@ -110,12 +101,12 @@ def test_job_config_reaches_the_trainer_key_by_key():
     assert study_keys <= keys(train_defaults())
 
 
-def test_real_trainer_end_to_end_tiny(tmp_path, capsys):
+def test_real_trainer_end_to_end_tiny(tmp_path, run_cli):
     """The default trainer (unnas.train) on 3 tiny archs x cls, rot: results, curves, params, MACs."""
     run = tmp_path / "run"
-    rc, out, err = _run(["--num-archs", "3", "--tasks", "cls,rot", "--out", str(run), "--epochs", "1",
+    rc, out, err = run_cli(tool.main, ["--num-archs", "3", "--tasks", "cls,rot", "--out", str(run), "--epochs", "1",
                          "TRAIN.STEPS_PER_EPOCH", "2", "TRAIN.EVAL_BATCHES", "1", "DATA.SYNTHETIC.NUM_TRAIN", "256",
-                         "DATA.SYNTHETIC.NUM_TEST", "64", "STUDY.BOOTSTRAP", "10"], capsys)
+                         "DATA.SYNTHETIC.NUM_TEST", "64", "STUDY.BOOTSTRAP", "10"])
     assert rc == 0, err
     assert "| rot | 3 | 1 |" in out
     res = json.loads((run / "jobs" / "a0001_rot_s1" / "result.json").read_text())
@@ -125,17 +116,17 @@ def test_real_trainer_end_to_end_tiny(tmp_path, capsys):
     assert any((run / "jobs" / "a0001_rot_s1" / "tb").iterdir())
 
 
-def test_a_given_list_is_studied_whole_and_the_first_line_says_so(tmp_path, capsys):
+def test_a_given_list_is_studied_whole_and_the_first_line_says_so(tmp_path, run_cli):
     """--archs FILE without --num-archs studies every architecture of the file (not the sampler's
     default 6); --num-archs N takes the first N; a sampled study still defaults to 6."""
-    rc, _, err = _run(["sample", "--num-archs", "9", "--seed", "3", "--out", str(tmp_path / "archs.json")], capsys)
+    rc, _, err = run_cli(tool.main, ["sample", "--num-archs", "9", "--seed", "3", "--out", str(tmp_path / "archs.json")])
     assert rc == 0, err
     common = ["--trainer", "fake", "--tasks", "cls,rot", "--no-analyze"]
-    rc, out, err = _run(["run", "--archs", str(tmp_path / "archs.json"), "--out", str(tmp_path / "all"), *common], capsys)
+    rc, out, err = run_cli(tool.main, ["run", "--archs", str(tmp_path / "archs.json"), "--out", str(tmp_path / "all"), *common])
     assert rc == 0, err
     assert f"all 9 architectures of {tmp_path / 'archs.json'}" in out and "18 jobs" in out
-    rc, out, err = _run(["run", "--archs", str(tmp_path / "archs.json"), "--num-archs", "4", "--out",
-                         str(tmp_path / "four"), *common], capsys)
+    rc, out, err = run_cli(tool.main, ["run", "--archs", str(tmp_path / "archs.json"), "--num-archs", "4", "--out",
+                         str(tmp_path / "four"), *common])
     assert rc == 0 and "the first 4 architectures of" in out and "8 jobs" in out, err
-    rc, out, err = _run(["run", "--out", str(tmp_path / "sampled"), *common], capsys)
+    rc, out, err = run_cli(tool.main, ["run", "--out", str(tmp_path / "sampled"), *common])
     assert rc == 0 and "6 architectures sampled from the darts space (seed 0, none allowed)" in out, out + err

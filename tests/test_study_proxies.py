@@ -23,15 +23,6 @@ TINY = ["--trainer", "fake", "--tasks", "cls,rot", "--num-archs", "6", "MODEL.WI
         "--batch-size", "16"]
 
 
-def _run(argv, capsys):
-    try:
-        rc = tool.main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
 def _rows(run):
     store = open_store(run)
     try:
@@ -81,7 +72,7 @@ def test_beats_needs_non_overlapping_intervals():
 
 
 # ---- the command and the cache --------------------------------------------------------------------------
-def test_proxies_command_scores_a_study_before_training_and_caches(scored, capsys, monkeypatch):
+def test_proxies_command_scores_a_study_before_training_and_caches(scored, run_cli, monkeypatch):
     rows = _rows(scored)
     assert len(rows) == 6 * 11 and len({r[2] for r in rows}) == 1
     assert {r[1] for r in rows} == set(proxy_defs.PROXY_NAMES) and not any(r[4] for r in rows)
@@ -94,7 +85,7 @@ def test_proxies_command_scores_a_study_before_training_and_caches(scored, capsy
     assert len(list(csv.DictReader((scored / "proxies" / "scores.csv").open()))) == 6
     # a second call computes nothing
     calls = _counting(monkeypatch)
-    rc, out, err = _run(["proxies", str(scored)], capsys)
+    rc, out, err = run_cli(tool.main, ["proxies", str(scored)])
     assert rc == 0, err
     assert calls == [] and "0 architectures need scores" in out and "computed 0 scores" in out
     assert _rows(scored) == rows
@@ -116,11 +107,11 @@ def test_cached_params_flops_are_the_baselines_numbers(scored):
     assert stored["snip"][archs[0].id] == direct and scorer.images == 16
 
 
-def test_analyze_reports_proxy_rows_with_intervals(scored, capsys, monkeypatch):
-    rc, _, err = _run(["run", "--out", str(scored), "--no-analyze"], capsys)        # the fake trainings
+def test_analyze_reports_proxy_rows_with_intervals(scored, run_cli, monkeypatch):
+    rc, _, err = run_cli(tool.main, ["run", "--out", str(scored), "--no-analyze"])        # the fake trainings
     assert rc == 0, err
     calls = _counting(monkeypatch)
-    rc, out, err = _run(["analyze", str(scored), "--bootstrap", "200"], capsys)
+    rc, out, err = run_cli(tool.main, ["analyze", str(scored), "--bootstrap", "200"])
     assert rc == 0, err
     assert calls == []                                       # everything came from the cache
     js = json.loads((scored / "analysis" / "correlations.json").read_text())
@@ -148,13 +139,13 @@ def test_analyze_reports_proxy_rows_with_intervals(scored, capsys, monkeypatch):
     assert matrix[1:4] == ["cls", "rot", "params"] and "naswot" in matrix
     assert (scored / "analysis" / "scatter.png").stat().st_size > 0
     # --no-proxies keeps the baselines; --no-baselines drops every training-free row
-    rc, out, err = _run(["analyze", str(scored), "--bootstrap", "0", "--no-proxies"], capsys)
+    rc, out, err = run_cli(tool.main, ["analyze", str(scored), "--bootstrap", "0", "--no-proxies"])
     assert rc == 0 and "(baseline)" in out and "(proxy)" not in out, err
-    rc, out, err = _run(["analyze", str(scored), "--bootstrap", "0", "--no-baselines"], capsys)
+    rc, out, err = run_cli(tool.main, ["analyze", str(scored), "--bootstrap", "0", "--no-baselines"])
     assert rc == 0 and "(baseline)" not in out and "(proxy)" not in out, err
 
 
-def test_interrupted_computation_resumes(scored, tmp_path, capsys, monkeypatch):
+def test_interrupted_computation_resumes(scored, tmp_path, run_cli, monkeypatch):
     """A kill (here Ctrl-C inside the 5th l2_norm evaluation, after that arch's naswot) keeps every
     stored score; the rerun computes only the missing ones, and the result equals an uninterrupted
     computation."""
@@ -168,12 +159,12 @@ def test_interrupted_computation_resumes(scored, tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt
         return real(net, inputs, targets, loss_fn, seed)
     monkeypatch.setitem(proxy_defs.PROXIES, "l2_norm", dies)
-    rc, _, err = _run(["proxies", "--out", str(run), *TINY, "--names", "l2_norm,naswot"], capsys)
+    rc, _, err = run_cli(tool.main, ["proxies", "--out", str(run), *TINY, "--names", "l2_norm,naswot"])
     assert rc == 130 and "scores computed so far are stored" in err
     assert len(_rows(run)) == 4 * 2 + 1                    # archs 0-3 both, arch 4 naswot only
     monkeypatch.setitem(proxy_defs.PROXIES, "l2_norm", real)
     calls = _counting(monkeypatch)
-    rc, out, err = _run(["proxies", str(run)], capsys)
+    rc, out, err = run_cli(tool.main, ["proxies", str(run)])
     assert rc == 0, err
     assert sorted(calls) == ["l2_norm", "l2_norm", "naswot"] and "2 architectures need scores" in out
     # same settings as the scored study (the proxy list is not part of them): the same numbers
@@ -205,10 +196,10 @@ def test_analysis_computes_within_its_budget_and_says_what_is_missing(scored, tm
         store.close()
 
 
-def test_unknown_proxy_and_missing_study_are_one_line_errors(tmp_path, capsys):
-    rc, _, err = _run(["proxies", str(tmp_path / "nothing")], capsys)
+def test_unknown_proxy_and_missing_study_are_one_line_errors(tmp_path, run_cli):
+    rc, _, err = run_cli(tool.main, ["proxies", str(tmp_path / "nothing")])
     assert rc == 2 and "holds no study" in err and "--archs FILE" in err
-    rc, _, err = _run(["proxies", "--out", str(tmp_path / "x"), "--names", "snip,magic", "--trainer", "fake"], capsys)
+    rc, _, err = run_cli(tool.main, ["proxies", "--out", str(tmp_path / "x"), "--names", "snip,magic", "--trainer", "fake"])
     assert rc == 2 and "unknown proxy 'magic'" in err
 
 

@@ -15,31 +15,21 @@ from unnas.study.runner import open_store
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _run(argv, capsys):
-    try:
-        rc = tool.main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def _study(tmp_path, capsys, name, archs, table, tasks):
+def _study(tmp_path, run_cli, name, archs, table, tasks):
     save_archs(archs, tmp_path / f"{name}.json")
     (tmp_path / f"{name}_table.json").write_text(json.dumps(table))
     run = tmp_path / name
-    rc, _, err = _run(["run", "--trainer", "fake", "--archs", str(tmp_path / f"{name}.json"), "--tasks", tasks,
-                       "--out", str(run), "--no-analyze", "STUDY.FAKE_TABLE", str(tmp_path / f"{name}_table.json")],
-                      capsys)
+    rc, _, err = run_cli(tool.main, ["run", "--trainer", "fake", "--archs", str(tmp_path / f"{name}.json"), "--tasks", tasks,
+                       "--out", str(run), "--no-analyze", "STUDY.FAKE_TABLE", str(tmp_path / f"{name}_table.json")])
     assert rc == 0, err
     return run
 
 
 @pytest.fixture
-def two_studies(tmp_path, capsys):
+def two_studies(tmp_path, run_cli):
     """A: 6 archs a0..a5 x cls, rot. B ("imnet"): 5 of the same genotypes under other ids, in another order,
     plus one genotype A lacks, x cls, rot, 2 seeds (the fake trainer returns the table's value for both)."""
-    rc, _, err = _run(["sample", "--num-archs", "7", "--seed", "4", "--out", str(tmp_path / "pool.json")], capsys)
+    rc, _, err = run_cli(tool.main, ["sample", "--num-archs", "7", "--seed", "4", "--out", str(tmp_path / "pool.json")])
     assert rc == 0, err
     pool = load_archs(tmp_path / "pool.json")
     a_archs = [Arch(f"a{i}", pool[i].genotype) for i in range(6)]
@@ -49,9 +39,9 @@ def two_studies(tmp_path, capsys):
     # B's accuracy per genotype of A: a0..a4 -> 60, 64, 62, 63, 61
     b_by_a = {"a0": 60.0, "a1": 64.0, "a2": 62.0, "a3": 63.0, "a4": 61.0}
     b_cls = {"z0": 50.0, **{f"z{k}": b_by_a[f"a{i}"] for k, i in enumerate([6, 4, 3, 2, 1, 0]) if i < 6}}
-    a = _study(tmp_path, capsys, "A", a_archs, {"cls": a_cls, "rot": a_rot}, "cls,rot")
-    b = _study(tmp_path, capsys, "imnet", b_archs, {"cls": b_cls, "rot": b_cls}, "cls,rot")
-    rc, _, err = _run(["run", "--out", str(b), "--seeds", "1,2", "--no-analyze"], capsys)   # a second seed
+    a = _study(tmp_path, run_cli, "A", a_archs, {"cls": a_cls, "rot": a_rot}, "cls,rot")
+    b = _study(tmp_path, run_cli, "imnet", b_archs, {"cls": b_cls, "rot": b_cls}, "cls,rot")
+    rc, _, err = run_cli(tool.main, ["run", "--out", str(b), "--seeds", "1,2", "--no-analyze"])   # a second seed
     assert rc == 0, err
     return a, b, a_cls, a_rot, b_by_a
 
@@ -69,7 +59,7 @@ def test_parse_reference(tmp_path, two_studies):
         parse_reference(f"{b}:frob")
 
 
-def test_reference_from_another_study(two_studies, capsys):
+def test_reference_from_another_study(two_studies, run_cli):
     a, b, a_cls, a_rot, b_by_a = two_studies
     store = open_store(a)
     archs = store.archs()
@@ -79,7 +69,7 @@ def test_reference_from_another_study(two_studies, capsys):
     assert info["label"] == "cls@imnet" and info["name"] == "imnet_cls"
 
     normal = a / "analysis"
-    rc, out, err = _run(["analyze", str(a), "--reference", str(b), "--bootstrap", "0"], capsys)
+    rc, out, err = run_cli(tool.main, ["analyze", str(a), "--reference", str(b), "--bootstrap", "0"])
     assert rc == 0, err
     assert not normal.exists()                                  # never over the normal analysis
     out_dir = a / analysis_dirname("best", "imnet_cls")
@@ -101,18 +91,18 @@ def test_reference_from_another_study(two_studies, capsys):
         assert (out_dir / f).stat().st_size > 0
 
     # DIR:TASK picks another task; --metric final goes to its own folder too
-    rc, out, err = _run(["analyze", str(a), "--reference", f"{b}:rot", "--metric", "final", "--bootstrap", "0"], capsys)
+    rc, out, err = run_cli(tool.main, ["analyze", str(a), "--reference", f"{b}:rot", "--metric", "final", "--bootstrap", "0"])
     assert rc == 0, err
     assert (a / "analysis_final_ref_imnet_rot" / "correlations.json").is_file() and "task vs rot@imnet" in out
     assert "| rot(this) |" in out
 
     # --reference TASK still names this study's reference task (the normal folder)
-    rc, out, err = _run(["analyze", str(a), "--reference", "rot", "--bootstrap", "0"], capsys)
+    rc, out, err = run_cli(tool.main, ["analyze", str(a), "--reference", "rot", "--bootstrap", "0"])
     assert rc == 0 and "| task vs rot |" in out and "| cls |" in out and normal.is_dir(), err
 
 
 @pytest.mark.parametrize("what", ["no_study", "no_task", "no_match", "and_table"])
-def test_one_line_errors(tmp_path, capsys, two_studies, what):
+def test_one_line_errors(tmp_path, run_cli, two_studies, what):
     a, b, *_ = two_studies
     if what == "no_study":
         (tmp_path / "empty").mkdir()
@@ -120,15 +110,15 @@ def test_one_line_errors(tmp_path, capsys, two_studies, what):
     elif what == "no_task":
         argv, message = ["--reference", f"{b}:jig"], "task jig has no finished results there (tasks with results: cls, rot)"
     elif what == "no_match":
-        rc, _, _ = _run(["sample", "--num-archs", "3", "--seed", "99", "--out", str(tmp_path / "c.json")], capsys)
+        rc, _, _ = run_cli(tool.main, ["sample", "--num-archs", "3", "--seed", "99", "--out", str(tmp_path / "c.json")])
         c = tmp_path / "C"
-        rc, _, err = _run(["run", "--trainer", "fake", "--archs", str(tmp_path / "c.json"), "--tasks", "cls", "--out",
-                           str(c), "--no-analyze"], capsys)
+        rc, _, err = run_cli(tool.main, ["run", "--trainer", "fake", "--archs", str(tmp_path / "c.json"), "--tasks", "cls", "--out",
+                           str(c), "--no-analyze"])
         assert rc == 0, err
         argv, message = ["--reference", str(c)], "matches one of this study's 6 (by genotype)"
     else:
         (tmp_path / "t.json").write_text("{}")
         argv, message = ["--reference", str(b), "--supervised-table", str(tmp_path / "t.json")], "not both"
-    rc, _, err = _run(["analyze", str(a), *argv], capsys)
+    rc, _, err = run_cli(tool.main, ["analyze", str(a), *argv])
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert rc == 2 and message in lines[-1] and lines[-1].startswith("rank_corr.py"), err
