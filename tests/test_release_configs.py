@@ -444,8 +444,9 @@ def test_train_and_info_take_the_genotype_of_a_release_yaml(tmp_path, capsys):
     cfg = load_cfg(train_defaults(), args.cfg, train._flags(args) + list(args.opts), validate_train_cfg)
     assert zoo.resolve_genotype(cfg.MODEL.GENOTYPE) == Genotype.from_unnas_list(CUSTOM_00004)
     assert zoo.resolve_genotype(evalp) == zoo.get("UNNAS_IMAGENET_ROT")
-    from unnas.train.network import _zoo_width
-    assert _zoo_width(evalp, "imagenet", False) == 42 and zoo.genotype_name(sample) is None
+    from search_spaces import get_space
+    from unnas.train.network import _eval_width
+    assert _eval_width(get_space("darts"), evalp, "imagenet", False) == 42 and zoo.genotype_name(sample) is None
     # tools/info.py takes the genotype positionally
     info = _tool("info")
     assert info.main([sample, "--width", "4", "--depth", "2", "--json"]) == 0
