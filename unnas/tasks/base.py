@@ -57,9 +57,12 @@ class TopKMeter(Meter):
             targets = targets.reshape(-1)
         valid = targets != 255
         logits, targets = logits[valid], targets[valid]
-        topk = logits.topk(k, dim=1).indices
-        hit = topk == targets[:, None]
-        n = targets.numel()
+        self.add_hits(logits.topk(k, dim=1).indices == targets[:, None], loss)
+
+    def add_hits(self, hit: torch.Tensor, loss: float | None = None) -> None:
+        """Count ``hit`` ((N, k) bool: whether the target is each prediction's j-th guess); ``loss`` is
+        the batch mean, weighted by N."""
+        n = hit.shape[0]
         self.sums["correct1"] += hit[:, 0].sum().item()
         self.sums["correctk"] += hit.any(dim=1).sum().item()
         self.sums["count"] += n

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Task
-from .pixels import Decoder, PixelTargets, PSNRMeter, init_output_bias, masked_mse
+from .pixels import Decoder, PixelTargets, PixelTask, init_output_bias
 from .registry import TASKS
 
 
@@ -35,10 +34,8 @@ class InpaintHead(Decoder):
 
 
 @TASKS.register("inpaint", aliases=("inpainting", "context_encoder"))
-class InpaintTask(Task):
+class InpaintTask(PixelTask):
     name = "inpaint"
-    per_sample_cross_entropy = False   # pixel regression
-    per_image_logits = False
 
     def __init__(self, data, inpaint_size: float = 0.5, inpaint_center: bool = True, inpaint_blocks: int = 0,
                  inpaint_block_size: float = 0.25, inpaint_overlap: int = 0, inpaint_overlap_weight: float = 10.0,
@@ -64,10 +61,6 @@ class InpaintTask(Task):
             raise ValueError("inpaint hides nothing: set inpaint_center True or inpaint_blocks > 0")
         if self.decoder_channels < 1:
             raise ValueError(f"decoder_channels must be >= 1, got {decoder_channels}")
-
-    @property
-    def num_outputs(self) -> int:
-        return 3
 
     def center_box(self, side: int) -> tuple[int, int]:
         """(top, side) of the central square along an axis of length ``side``."""
@@ -123,16 +116,6 @@ class InpaintTask(Task):
 
     def build_head(self, in_channels: int):
         return InpaintHead(in_channels, self.decoder_channels, self.data.mean)
-
-    def loss(self, logits, targets):
-        return masked_mse(logits, targets)
-
-    def new_meter(self):
-        return PSNRMeter()
-
-    def chance_level(self) -> float:
-        """PSNR (dB) of predicting mid-grey for uniform random pixels (MSE 1/12): a floor, not a bound."""
-        return 10.79
 
     def describe(self) -> str:
         what = []

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Meter
+from .base import Meter, Task
 
 PSNR_MSE_FLOOR = 1e-10   # a perfect prediction scores 100 dB, not infinity
 
@@ -130,3 +130,24 @@ def init_output_bias(conv: nn.Conv2d, mean, repeat: int = 1) -> None:
 def psnr_of_mse(mse: float) -> float:
     """PSNR (dB) of a mean squared error in the unit range (hand checks and docs)."""
     return 10.0 * math.log10(1.0 / max(mse, PSNR_MSE_FLOOR))
+
+
+class PixelTask(Task):
+    """A task that predicts the image's pixels (3 outputs in the unit range): masked MSE, PSNR meter."""
+
+    per_sample_cross_entropy = False   # pixel regression
+    per_image_logits = False
+
+    @property
+    def num_outputs(self) -> int:
+        return 3
+
+    def loss(self, logits, targets):
+        return masked_mse(logits, targets)
+
+    def new_meter(self):
+        return PSNRMeter()
+
+    def chance_level(self) -> float:
+        """PSNR (dB) of predicting mid-grey for uniform random pixels (MSE 1/12): a floor, not a bound."""
+        return 10.79

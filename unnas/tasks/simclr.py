@@ -138,12 +138,7 @@ class ContrastiveMeter(TopKMeter):
         sim = similarity_logits(logits, 1.0)
         k = min(self.k, max(sim.shape[1] - 1, 1))
         hit = sim.topk(k, dim=1).indices == targets[:, None]   # own entry is -inf: never picked first
-        n = targets.numel()
-        self.sums["correct1"] += hit[:, 0].sum().item()
-        self.sums["correctk"] += hit.any(dim=1).sum().item()
-        self.sums["count"] += n
-        if loss is not None:
-            self.sums["loss"] += loss * n
+        self.add_hits(hit, loss)
 
 
 @TASKS.register("simclr", aliases=("contrastive", "nt_xent"))

@@ -19,8 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Task
-from .pixels import Decoder, PixelTargets, PSNRMeter, init_output_bias, masked_mse
+from .pixels import Decoder, PixelTargets, PixelTask, init_output_bias
 from .registry import TASKS
 
 
@@ -45,10 +44,8 @@ class SuperResHead(nn.Module):
 
 
 @TASKS.register("superres", aliases=("super_resolution", "sr"))
-class SuperResTask(Task):
+class SuperResTask(PixelTask):
     name = "superres"
-    per_sample_cross_entropy = False   # pixel regression
-    per_image_logits = False
 
     def __init__(self, data, superres_factor: int = 2, decoder_channels: int = 64, **options):
         super().__init__(data, superres_factor=superres_factor, decoder_channels=decoder_channels, **options)
@@ -58,10 +55,6 @@ class SuperResTask(Task):
             raise ValueError(f"superres_factor must be 2 or 4, got {superres_factor}")
         if self.decoder_channels < 1:
             raise ValueError(f"decoder_channels must be >= 1, got {decoder_channels}")
-
-    @property
-    def num_outputs(self) -> int:
-        return 3
 
     def make_batch(self, images, labels, train, generator=None):
         f = self.factor
@@ -76,16 +69,6 @@ class SuperResTask(Task):
 
     def build_head(self, in_channels: int):
         return SuperResHead(in_channels, self.decoder_channels, self.factor, self.data.mean)
-
-    def loss(self, logits, targets):
-        return masked_mse(logits, targets)
-
-    def new_meter(self):
-        return PSNRMeter()
-
-    def chance_level(self) -> float:
-        """PSNR (dB) of predicting mid-grey for uniform random pixels (MSE 1/12): a floor, not a bound."""
-        return 10.79
 
     def describe(self) -> str:
         return f"{self.name} (x{self.factor} from a bicubic downsampling; pixel MSE, PSNR)"
