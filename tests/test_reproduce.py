@@ -218,6 +218,19 @@ def test_full_pipeline_skip_and_report(pipeline, capsys):
         db.close()
     assert done == {"cls1": ARCHS, "cls2": ARCHS, "rot1": ARCHS, "col1": ARCHS, "jig1": ARCHS}
 
+    # on a fresh clone the whole pipeline keeps every committed result as it is (no step is rerun, no
+    # summary rewritten from imported jobs) and restores the stores the later steps extend or reference
+    shutil.rmtree(runs)
+    kept = {p: p.read_bytes() for p in results.rglob("*") if p.is_file() and p.name != reproduce.WALL_FILE}
+    s = stage("clone", [], capsys)
+    assert s["rc"] == 0 and s["log"] == stages["full"]["log"], s["err"][-2000:]
+    # (sampled and released extend their calibration's run directory: once it is restored, they are done)
+    assert s["out"].count("skipped") == len(reproduce.PIPELINE), s["out"]
+    assert s["out"].count("committed results kept): skipped") == len(reproduce.PIPELINE) - 2, s["out"]
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert (runs / "sampled_r2" / "study.sqlite").is_file() and (runs / "retrain" / "study.sqlite").is_file()
+    assert "sampled         done\n" in stage("list3", ["--list"], capsys)["out"]
+
 
 def test_report_without_results_and_bad_arguments(tmp_path, capsys):
     argv = ["--results", str(tmp_path / "results"), "--report-path", str(tmp_path / "r.md"), "--runs", str(tmp_path / "runs")]

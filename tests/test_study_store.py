@@ -127,6 +127,14 @@ def test_exported_results_restore_into_a_fresh_store_of_the_same_study_only(tmp_
     assert fresh.counts()["done"] == 3 and fresh.counts()["pending"] == 9
     assert {a["outcome"] for a in fresh.attempts()} == {"imported"}
     assert fresh.results()[0]["result"]["params"] == 123
+    assert {r["worker"] for r in fresh.results()} == {"imported:w1"}
+    # exported again and moved once more, a job still names the worker that trained it, marked once
+    again = tmp_path / "again.jsonl"
+    assert export_results(fresh, again) == 3
+    moved = Store(tmp_path / "moved" / "study.sqlite")
+    moved.init_study(archs, make_jobs([a.id for a in archs], ["cls", "rot"], [1, 2]), "cfg", "fp")
+    assert import_results(moved, again) == 3 and {r["worker"] for r in moved.results()} == {"imported:w1"}
+    moved.close()
     fresh.close()
 
     other = Store(tmp_path / "other" / "study.sqlite")

@@ -537,6 +537,13 @@ def run_calib(ctx: Ctx, step: Step) -> None:
         say(step.name, f"no rung's interval is above 0; the last rung ({acc['rung']}) is used")
 
 
+def restore_calib(ctx: Ctx, step: Step) -> None:
+    """The finished jobs of every rung the committed results tried, back into their run directories."""
+    res = read_json(ctx.res(step.name) / "summary.json")
+    for k, overrides in enumerate(rungs(ctx)[:len(res["rungs"])], 1):
+        restore_store(ctx, step, rung_dir(ctx, step, k), calib_cfg(ctx, step, overrides))
+
+
 def progress_calib(ctx: Ctx, step: Step):
     done = total = 0
     res = read_json(ctx.res(step.name) / "summary.json")
@@ -656,6 +663,11 @@ def self_agreement(ctx: Ctx, step: Step, run_dir: Path, cfg, reference: str) -> 
             raise StepFailed(f"`rank_corr analyze --reference {other}:{task}` reported no {task}(this) row")
         rows.append({**row, "task": task})
     return {"reference_run": other, "rows": rows}
+
+
+def restore_study(ctx: Ctx, step: Step) -> None:
+    run_dir, cfg, _, _ = study_plan(ctx, step)
+    restore_store(ctx, step, run_dir, cfg)
 
 
 def progress_study(ctx: Ctx, step: Step):
@@ -783,6 +795,11 @@ def run_retrain(ctx: Ctx, step: Step) -> None:
                for r in table])
     write_json(res / "summary.json", {**study_summary(ctx, step, run_dir, cfg, overrides), "table": table,
                                       "files": ["archs.json", "table.csv"]})
+
+
+def restore_retrain(ctx: Ctx, step: Step) -> None:
+    run_dir, cfg, _, _ = retrain_plan(ctx, step, write=True)
+    restore_store(ctx, step, run_dir, cfg)
 
 
 def progress_retrain(ctx: Ctx, step: Step):
@@ -1060,12 +1077,16 @@ class Kind:
     run: Callable          # (ctx, step) -> None: run or resume, then write results/<step>/
     progress: Callable     # (ctx, step) -> (done, total) or None when nothing is on disk
     body: Callable         # (ctx, step, summary, rel) -> report lines
+    # (ctx, step) -> None: a step whose results are committed but whose run directory is gone (a fresh
+    # clone) is not run again; its exported jobs go back into a store so that later steps can extend or
+    # reference it. A search keeps only its results (the retraining reads results/search_*/genotype.json).
+    restore: Callable = lambda ctx, step: None
 
 
-KINDS = {"calib": Kind(run_calib, progress_calib, body_calib),
-         "study": Kind(run_study_step, progress_study, body_study),
+KINDS = {"calib": Kind(run_calib, progress_calib, body_calib, restore_calib),
+         "study": Kind(run_study_step, progress_study, body_study, restore_study),
          "search": Kind(run_search, progress_search, body_search),
-         "retrain": Kind(run_retrain, progress_retrain, body_retrain)}
+         "retrain": Kind(run_retrain, progress_retrain, body_retrain, restore_retrain)}
 
 
 def state(ctx: Ctx, step: Step) -> tuple[str, bool]:
@@ -1106,7 +1127,8 @@ def select(args) -> list[str]:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", help="run only these steps (comma-separated): " + ", ".join(STEPS))
+    p.add_argument("--only", help="run only these steps (comma-separated), a step whose committed results have no "
+                   "run directory here included (its summary is rebuilt from the restored jobs): " + ", ".join(STEPS))
     p.add_argument("--skip", help="leave these steps out (comma-separated)")
     p.add_argument("--list", action="store_true", help="print the steps with their state and exit")
     p.add_argument("--report", action="store_true", help="only rebuild the report from the results directory")
@@ -1150,10 +1172,17 @@ def _main(args, argv: list[str]) -> int:
             print(f"{run_dir}: {export_store(ctx, run_dir)} finished jobs -> {exported(ctx, run_dir)}")
         return 0
     check_data(ctx, names)
+    named = set(names) if args.only else set()   # a step named in --only runs again from its restored jobs
     for name in names:
         step = STEPS[name]
-        if state(ctx, step)[1]:
+        label, finished = state(ctx, step)
+        if finished:
             say(name, f"done ({ctx.res(name)}/summary.json, all jobs finished): skipped")
+            continue
+        if label.startswith("done (results only") and name not in named:
+            # rerunning would only rewrite its summary from imported jobs (their times are the import's)
+            KINDS[step.kind].restore(ctx, step)
+            say(name, f"done ({ctx.res(name)}/summary.json, committed results kept): skipped")
             continue
         say(name, f"starting: {step.title}")
         ctx.commands, ctx.t0 = [], time.time()

@@ -68,5 +68,7 @@ def import_results(store: Store, path: str | Path) -> int:
         result = dict(row["result"], best=row["best"], final=row["final"])
         if row.get("wall") is not None:
             result.setdefault("wall_time", row["wall"])
-        imported += store.record_imported(Job(arch_id, task, seed), f"imported:{row.get('worker') or '?'}", result)
+        worker = str(row.get("worker") or "?")   # the worker that trained it, marked once however often it moves
+        worker = worker if worker.startswith("imported:") else f"imported:{worker}"
+        imported += store.record_imported(Job(arch_id, task, seed), worker, result)
     return imported
