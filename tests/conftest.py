@@ -7,10 +7,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# pytest-xdist (pyproject.toml: -n auto) runs one worker per core: each gets its share of the cores,
+# at most 2 threads, because more threads than free cores stall at every OpenMP barrier.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 # NUM_THREADS 0 (auto) follows the machine's load; tests compare runs bit for bit, so they pin the
-# count instead (auto_threads honours an explicit OMP_NUM_THREADS; subprocesses inherit it).
-os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+# count instead (auto_threads honours an explicit OMP_NUM_THREADS; subprocesses inherit it). Set, not
+# defaulted: an xdist worker inherits the controller's value, which counted no workers.
+os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
 
 SHARED = ROOT.parent / "shared" / "data"
 
