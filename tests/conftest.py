@@ -1,3 +1,4 @@
+import logging
 import os
 import sys
 from pathlib import Path
@@ -50,3 +51,20 @@ def run_cli(capsys):
         captured = capsys.readouterr()
         return rc, captured.out, captured.err
     return run
+
+
+@pytest.fixture(autouse=True)
+def restore_unnas_logger():
+    """The tools' ``setup_logging`` gives the ``unnas`` logger its own handlers (to this test's captured
+    stderr, closed after it) and stops propagation, which would hide later tests' records from
+    ``caplog``; every test starts from the logger as it was (the order of tests on an xdist worker
+    is not the order of a serial run)."""
+    logger = logging.getLogger("unnas")
+    state = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    for h in list(logger.handlers):
+        if h not in state[0]:
+            logger.removeHandler(h)
+            h.close()
+    logger.handlers[:] = state[0]
+    logger.propagate, logger.level = state[1], state[2]

@@ -18,7 +18,7 @@ def test_flag_overrides_table():
     listed = cli.flag_overrides(argparse.Namespace(tasks="cls,rot"), {"tasks": "STUDY.TASKS"},
                                 {"tasks": lambda t: repr(t.split(","))})
     assert listed == ["STUDY.TASKS", "['cls', 'rot']"]
-    with pytest.raises(UnknownTask, match="unknown task 'colouring'; available: cls, col, count, inpaint, jig, rot, seg, simclr, splitbrain, superres"):
+    with pytest.raises(UnknownTask, match="unknown task 'colouring'; available: cls, col, count, inpaint, jig, multi, rot, seg, simclr, splitbrain, superres"):
         cli.flag_overrides(argparse.Namespace(task="Colouring"), cli.FLAG_KEYS)
 
 
