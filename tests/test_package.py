@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_console_scripts_name_the_commands():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert set(scripts) == {"unnas-search", "unnas-train", "unnas-rank-corr", "unnas-info", "unnas-plot-genotype",
-                            "unnas-reproduce"}
+                            "unnas-reproduce", "unnas-evolve-loss"}
     for name, target in scripts.items():
         module, _, func = target.partition(":")
         assert callable(getattr(importlib.import_module(module), func)), name

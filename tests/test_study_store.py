@@ -75,16 +75,27 @@ def test_keys_added_later_keep_the_fingerprint_at_their_neutral_value():
     the key holds the value that means "as before"; any other value is a different training."""
     from unnas.study.config import _NEUTRAL_WHEN, fingerprint, study_defaults
 
+    def parent(node, path):
+        for part in path:
+            node = node[part]
+        return node
+
+    def other(value):
+        return value + ["x"] if isinstance(value, list) else (not value if isinstance(value, bool) else value + 1)
+
     cfg = study_defaults()
     base = fingerprint(cfg)
     for key, neutral in _NEUTRAL_WHEN.items():
-        node, leaf = key.rsplit(".", 1)
+        *path, leaf = key.split(".")
         older = cfg.clone()
-        del older[node][leaf]                                  # the config before the key existed
+        del parent(older, path)[leaf]                          # the config before the key existed
         assert fingerprint(older) == base, key
         changed = cfg.clone()
-        changed[node][leaf] = neutral + 1
+        parent(changed, path)[leaf] = other(neutral)
         assert fingerprint(changed) != base, key
+    older = cfg.clone()
+    del older["TASK"]["MULTI"], older["FITNESS"]               # nodes added later: absent = at their neutral values
+    assert fingerprint(older) == base
 
 
 def test_shards_partition_jobs_and_the_store_honours_them(store):
@@ -142,3 +153,19 @@ def test_exported_results_restore_into_a_fresh_store_of_the_same_study_only(tmp_
     with pytest.raises(StoreError, match="another configuration"):
         import_results(other, path)
     other.close()
+
+
+def test_recipe_nodes_of_later_tasks_keep_old_fingerprints_until_set():
+    """The (empty) recipe nodes of issue 15's tasks leave a study's fingerprint as it was before they
+    existed, so committed stores and exported jobs still match; a recipe set in them changes it."""
+    from unnas.study.config import _ADDED_NODES, fingerprint, job_cfg, study_defaults
+
+    cfg = study_defaults()
+    older = cfg.clone()
+    for node in _ADDED_NODES:
+        del older.TASK_RECIPES[node.split(".")[1]]
+    assert fingerprint(older) == fingerprint(cfg)
+    count_lr = cfg.clone()
+    count_lr.merge_from_other_cfg(type(cfg)({"TASK_RECIPES": {"COUNT": {"OPTIM": {"LR": 0.025}}}}))
+    assert fingerprint(count_lr) != fingerprint(cfg)
+    assert job_cfg(count_lr, "count", 1).OPTIM.LR == 0.025 and job_cfg(count_lr, "cls", 1).OPTIM.LR == cfg.OPTIM.LR

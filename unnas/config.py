@@ -68,11 +68,20 @@ def add_task_cfg(cfg: CN) -> None:
     cfg.TASK.COUNT_MARGIN = 10.0     # count: margin M of the contrastive term (Noroozi et al.: 10)
     cfg.TASK.COUNT_RANDOM_RESIZE = False  # count: downsample each image with a random kernel (else 2x2 area)
     cfg.TASK.SPLITBRAIN_L_BINS = 50  # splitbrain: uniform L bins over [0, 100] the ab sub-network predicts
+    cfg.TASK.MULTI = CN()            # multi: several tasks on one trunk, a head each (docs/tasks.md, docs/elo.md)
+    cfg.TASK.MULTI.TASKS = ["rot", "col", "jig"]   # the tasks combined (each reads the other TASK.* options)
+    cfg.TASK.MULTI.WEIGHTS = []      # their loss weights, relative (divided by their sum); [] = equal
 
 
 def task_options(cfg: CN) -> dict:
-    """TASK.* keys (except NAME) as lower-case keyword arguments for ``build_task``."""
-    return {k.lower(): v for k, v in cfg.TASK.items() if k != "NAME"}
+    """TASK.* keys (except NAME) as lower-case keyword arguments for ``build_task``; a nested key
+    joins its path with ``_`` (TASK.MULTI.WEIGHTS -> ``multi_weights``)."""
+    def flat(node: CN, prefix: str = "") -> dict:
+        out = {}
+        for k, v in node.items():
+            out.update(flat(v, f"{prefix}{k.lower()}_") if isinstance(v, CN) else {f"{prefix}{k.lower()}": v})
+        return out
+    return {k: v for k, v in flat(cfg.TASK).items() if k != "name"}
 
 
 def _one_line(exc: Exception) -> str:

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..parts import InputParts
 from .genotype import Genotype
 from .ops import FactorizedReduce, Identity, ReLUConvBN, build_op
 from .stems import build_stem, reduction_layers
@@ -187,6 +188,8 @@ class FixedNetwork(nn.Module):
         self.aux_head = aux_head
 
     def forward(self, x):
+        if isinstance(x, InputParts):   # several tasks' inputs (task multi): one trunk pass each, one head
+            return self.head([self.trunk(p) for p in x], x.sizes())
         use_aux = self.training and self.aux_head is not None
         features, aux = self.trunk.forward_with_aux(x, need_aux=use_aux)
         logits = self.head(features, x.shape[-2:])

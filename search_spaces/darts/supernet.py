@@ -51,6 +51,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..parts import InputParts
 from .genotype import edge_index, genotype_from_weights, limit_skip_connections, num_edges
 from .ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op, factorized_phases
 from .stems import build_stem, reduction_layers
@@ -402,6 +403,8 @@ class SearchModel(nn.Module):
         self.head = head
 
     def forward(self, x, weights: ArchWeights):
+        if isinstance(x, InputParts):   # several tasks' inputs (task multi): one trunk pass each, one head
+            return self.head([self.trunk(p, weights) for p in x], x.sizes())
         return self.head(self.trunk(x, weights), x.shape[-2:])
 
 

@@ -16,7 +16,13 @@ from fvcore.common.config import CfgNode as CN
 
 from unnas.config import ConfigError, check
 
-RECIPE_TASKS = ("CLS", "ROT", "COL", "JIG", "SEG")
+RECIPE_TASKS = ("CLS", "ROT", "COL", "JIG", "SEG", "INPAINT", "SUPERRES", "SIMCLR", "COUNT", "SPLITBRAIN")
+# Recipe nodes added after studies existed (issue 15's tasks): empty, as they are by default, they are
+# left out of the fingerprint, as if they did not exist (so are nodes whose keys all hold their
+# _NEUTRAL_WHEN values). A default recipe that changes training must not be added this way: a store
+# made before it would share the fingerprint of one made after, with jobs trained differently.
+_ADDED_NODES = ("TASK_RECIPES.INPAINT", "TASK_RECIPES.SUPERRES", "TASK_RECIPES.SIMCLR", "TASK_RECIPES.COUNT",
+                "TASK_RECIPES.SPLITBRAIN")
 # Keys that do not change what a job trains (so changing them never invalidates a store).
 _NON_TRAINING = {
     "OUT_DIR", "DEVICE", "SEED", "DATA.ROOT", "DATA.NUM_WORKERS", "DATA.DOWNLOAD", "STUDY", "LOG_PERIOD", "NUM_THREADS",
@@ -35,7 +41,11 @@ _NEUTRAL_WHEN = {"TRAIN.PRECISE_BN_IMAGES": 0, "DATA.TRAIN_OFFSET": 0,
                  "TASK.SIMCLR_TEMPERATURE": 0.5, "TASK.SIMCLR_PROJ_DIM": 128, "TASK.SIMCLR_CROP_SCALE": 0.08,
                  "TASK.SIMCLR_JITTER": 0.5, "TASK.SIMCLR_JITTER_PROB": 0.8, "TASK.SIMCLR_GRAY_PROB": 0.2,
                  "TASK.SIMCLR_BLUR_PROB": 0.5, "TASK.COUNT_DIM": 1000, "TASK.COUNT_MARGIN": 10.0,
-                 "TASK.COUNT_RANDOM_RESIZE": False, "TASK.SPLITBRAIN_L_BINS": 50}
+                 "TASK.COUNT_RANDOM_RESIZE": False, "TASK.SPLITBRAIN_L_BINS": 50,
+                 # the multi task and the ELo fitness (issue 16; a node whose keys all hold these is left out)
+                 "TASK.MULTI.TASKS": ["rot", "col", "jig"], "TASK.MULTI.WEIGHTS": [],
+                 "FITNESS.ENABLED": False, "FITNESS.CLUSTERS": 10, "FITNESS.ZIPF_S": 1.0, "FITNESS.IMAGES": 0,
+                 "FITNESS.SEED": 0}
 
 
 # Trainer keys that make no sense inside a study (the genotype comes from the job).
@@ -179,15 +189,29 @@ def job_cfg(cfg: CN, task: str, seed: int) -> CN:
 
 def fingerprint(cfg: CN) -> str:
     """Hash of everything that changes what a job trains (not paths, study size or scheduling)."""
+    def added(name):
+        return any(name == a or name.startswith(a + ".") for a in _ADDED_NODES)
+
     def strip(node, prefix=""):
-        out = {}
+        """(training keys of ``node``, whether it only holds keys added later at their neutral values)."""
+        out, as_before = {}, bool(node) or added(prefix[:-1])
         for k, v in node.items():
             name = f"{prefix}{k}"
-            if name in _NON_TRAINING or (name in _NEUTRAL_WHEN and v == _NEUTRAL_WHEN[name]):
+            if name in _NEUTRAL_WHEN and v == _NEUTRAL_WHEN[name]:
                 continue
-            out[k] = strip(v, name + ".") if isinstance(v, CN) else v
-        return out
-    d = strip(cfg)
+            as_before = False if not isinstance(v, CN) else as_before
+            if name in _NON_TRAINING:
+                continue
+            if isinstance(v, CN):
+                sub, sub_as_before = strip(v, name + ".")
+                if sub_as_before:
+                    continue    # a node added later, every key at its neutral value: as before it existed
+                as_before = False
+                out[k] = sub
+            else:
+                out[k] = v
+        return out, as_before
+    d = strip(cfg)[0]
     d["STUDY_TRAINER"] = cfg.STUDY.TRAINER
     return hashlib.sha1(repr(_sorted(d)).encode()).hexdigest()[:16]
 

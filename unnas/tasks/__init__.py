@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import cls, col, count, inpaint, jig, rot, seg, simclr, splitbrain, superres  # noqa: F401  (importing a task module registers it)
+from . import cls, col, count, inpaint, jig, multi, rot, seg, simclr, splitbrain, superres  # noqa: F401  (importing a task module registers it)
 from .base import ClassifierHead, Meter, Task, TopKMeter
 from .registry import TASKS
 

@@ -109,6 +109,8 @@ class Task:
                                      # by its own task's ``make_input`` (a colorization trunk reads L)
     input_groups = None              # a split trunk (splitbrain): groups of input channels, e.g. ((0,), (1, 2)),
                                      # one sub-network of the architecture each (shared alphas), features concatenated
+    input_parts = False              # make_batch returns InputParts (search_spaces/parts.py: several tasks' inputs,
+                                     # one trunk pass each: multi), so precise BN's one-batch statistics do not apply
 
     def __init__(self, data: DataInfo, **options):
         self.data = data

@@ -14,6 +14,7 @@ import copy
 import torch
 
 from search_spaces.darts.network import FixedNetwork, count_params
+from search_spaces.parts import InputParts
 
 
 def _macs(module, inputs) -> int:
@@ -27,13 +28,30 @@ def _macs(module, inputs) -> int:
         return int(fca.total())
 
 
+class _PartsAsArguments(torch.nn.Module):
+    """A network fed InputParts, with the parts as separate arguments and the outputs as a tuple:
+    the form a tracer takes."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, *parts):
+        return tuple(self.net(InputParts(parts)))
+
+
 @torch.no_grad()
-def complexity(model: FixedNetwork, sample: torch.Tensor) -> dict:
-    """{'params', 'params_aux', 'macs', 'macs_aux'} for ``model`` on one network input ``sample``."""
+def complexity(model: FixedNetwork, sample) -> dict:
+    """{'params', 'params_aux', 'macs', 'macs_aux'} for ``model`` on one network input ``sample``
+    (a tensor, or the InputParts of a multi-task sample: every part's trunk pass and head)."""
     net = copy.deepcopy(model).float().eval().cpu()
-    x = sample.detach().float().cpu()
+    if isinstance(sample, InputParts):
+        macs = _macs(_PartsAsArguments(net), tuple(p.detach().float().cpu() for p in sample))
+    else:
+        x = sample.detach().float().cpu()
+        macs = _macs(net, (x,))
     out = {"params": count_params(net) - count_params(net.aux_head), "params_aux": count_params(net.aux_head),
-           "macs": _macs(net, (x,)), "macs_aux": 0}
+           "macs": macs, "macs_aux": 0}
     if net.aux_head is not None:
         _, aux = net.trunk.forward_with_aux(x, need_aux=True)
         out["macs_aux"] = _macs(net.aux_head, (aux,))

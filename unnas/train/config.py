@@ -61,6 +61,13 @@ def train_defaults() -> CN:
     cfg.TRAIN.INIT_FROM = ""         # checkpoint of an earlier run (e.g. a pretext task): initialise the trunk
     cfg.TRAIN.LINEAR_PROBE = False   # with INIT_FROM: freeze the trunk, train only a new linear head
 
+    cfg.FITNESS = CN()               # ELo's unsupervised fitness of the trunk at every evaluation (docs/elo.md)
+    cfg.FITNESS.ENABLED = False      # adds test_fitness: KL of the held-out features' k-means cluster sizes to Zipf
+    cfg.FITNESS.CLUSTERS = 10        # k of the k-means (docs/elo.md: why 10)
+    cfg.FITNESS.ZIPF_S = 1.0         # exponent s of the Zipf prior q(c_i) = (1 / i^s) / H_{k,s} (Zipf's law: 1)
+    cfg.FITNESS.IMAGES = 0           # test-split images clustered; 0 = the run's whole test split (DATA.MAX_TEST)
+    cfg.FITNESS.SEED = 0             # k-means initialisation
+
     cfg.AMP = "none"                 # none | bf16 | fp16 (fp16 uses a GradScaler; CUDA only)
     cfg.CHANNELS_LAST = False
     cfg.OUT_DIR = ""                 # run directory; "" = runs/train/<genotype>_<task>_<dataset>[_N] (see run_dir)
@@ -146,6 +153,11 @@ def validate_train_cfg(cfg: CN) -> None:
     check(not cfg.TRAIN.LINEAR_PROBE or cfg.TRAIN.INIT_FROM,
           "TRAIN.LINEAR_PROBE needs TRAIN.INIT_FROM (the checkpoint whose trunk is probed)")
     check(cfg.AMP in ("none", "bf16", "fp16"), f"AMP must be none, bf16 or fp16, got {cfg.AMP!r}")
+    f = cfg.FITNESS
+    check(f.CLUSTERS >= 2, f"FITNESS.CLUSTERS must be >= 2, got {f.CLUSTERS}")
+    check(f.ZIPF_S >= 0, f"FITNESS.ZIPF_S must be >= 0 (0 = a uniform prior), got {f.ZIPF_S}")
+    check(f.IMAGES == 0 or f.IMAGES >= f.CLUSTERS,
+          f"FITNESS.IMAGES {f.IMAGES} is fewer than FITNESS.CLUSTERS {f.CLUSTERS}; cluster more images (0 = all)")
     check(cfg.DATA.MAX_TRAIN >= 0 and cfg.DATA.MAX_TEST >= 0, "DATA.MAX_TRAIN/MAX_TEST must be >= 0")
     check(cfg.DATA.TRAIN_OFFSET >= 0, f"DATA.TRAIN_OFFSET must be >= 0, got {cfg.DATA.TRAIN_OFFSET}")
     check(cfg.LOG_PERIOD >= 1, "LOG_PERIOD must be >= 1")

@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from search_spaces import get_space
 from search_spaces.darts.network import FixedNetwork, set_drop_prob
+from search_spaces.parts import map_inputs
 from unnas.config import ConfigError, task_options
 from unnas.data import build_dataset, step_generator
 from unnas.engine import (Checkpointer, CheckpointHook, EvalHook, Hook, LoopBase, LRSchedule, MetricsHook,
@@ -113,6 +114,9 @@ class Trainer(LoopBase):
         # precise BN (pycls): min(NUM_SAMPLES_PRECISE // batch, batches per epoch) batches of fresh draws
         self.bn_stream = build_stream(self.train_set, train_idx, per_rank, cfg.SEED, _BN_DATA, self.ctx, workers)
         self.precise_bn_batches = min(cfg.TRAIN.PRECISE_BN_IMAGES // cfg.TRAIN.BATCH_SIZE, len(self.bn_stream))
+        if cfg.FITNESS.ENABLED and self.world > 1:
+            raise ConfigError("FITNESS.ENABLED clusters the features of one process; train without torchrun, or set "
+                              "FITNESS.ENABLED False")
         self.epochs = cfg.TRAIN.EPOCHS
         self.steps_per_epoch = len(self.train_stream)
         if cfg.TRAIN.STEPS_PER_EPOCH:
@@ -123,6 +127,9 @@ class Trainer(LoopBase):
         # ---- task and network
         self.task = build_task(cfg.TASK.NAME, info, **task_options(cfg))
         check_task_data(self.task, info, cfg.DATA.DATASET)
+        if self.precise_bn_batches and self.task.input_parts:
+            raise ConfigError(f"TRAIN.PRECISE_BN_IMAGES: task {self.task.name} runs the trunk once per sub-task, so one "
+                              "batch's BN statistics are the last sub-task's only; set TRAIN.PRECISE_BN_IMAGES 0")
         if cfg.OPTIM.LABEL_SMOOTHING > 0 and not self.task.per_sample_cross_entropy:
             raise ConfigError(f"OPTIM.LABEL_SMOOTHING applies to per-image classification losses; task "
                               f"{self.task.name} has its own loss, set OPTIM.LABEL_SMOOTHING 0")
@@ -169,7 +176,8 @@ class Trainer(LoopBase):
         eval_period = Period(cfg.TRAIN.EVAL_PERIOD, "epoch", final=True)
         first = [PreciseBNHook(self.recompute_bn_stats, eval_period)] if self.precise_bn_batches else []
         eval_hook = EvalHook(self.evaluate, eval_period, "test_")
-        super().__init__([*first, eval_hook, *writers, *(hooks or []), CheckpointHook()])
+        fitness = [EvalHook(self.fitness, eval_period, "test_")] if cfg.FITNESS.ENABLED else []   # test_fitness
+        super().__init__([*first, eval_hook, *fitness, *writers, *(hooks or []), CheckpointHook()])
 
         # ---- loop state besides the counters (all of it goes into the checkpoint)
         self.history: list[dict] = []
@@ -207,10 +215,11 @@ class Trainer(LoopBase):
         x, y = self.task.make_batch(images, labels, train, self._gen(epoch, step, _EVAL if not train else task))
         if self.input_task is not None:
             x = self.input_task.make_input(images)
-        if train and self.cfg.TRAIN.CUTOUT > 0 and x.dim() == 4:
-            x = cutout(x, self.cfg.TRAIN.CUTOUT, self._gen(epoch, step, cut))
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        if train and self.cfg.TRAIN.CUTOUT > 0:   # on each task's input of a multi-task batch, in task order
+            gen = self._gen(epoch, step, cut)
+            x = map_inputs(x, lambda t: cutout(t, self.cfg.TRAIN.CUTOUT, gen) if t.dim() == 4 else t)
+        if self.channels_last:
+            x = map_inputs(x, lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
         return x, y
 
     def criterion(self, logits, targets):
@@ -262,6 +271,26 @@ class Trainer(LoopBase):
         finally:
             if was_training:
                 self.set_train_mode()
+
+    def fitness(self) -> dict:
+        """``{"fitness": ...}``: ELo's unsupervised fitness of the trunk (FITNESS.*, lower is better) on
+        the first FITNESS.IMAGES test images, fed as the trunk was trained; labels are not read."""
+        from unnas.elo.fitness import elo_fitness
+
+        from .fitness import pooled_features
+        f = self.cfg.FITNESS
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            feats = pooled_features(self.model.trunk, self.test_stream.epoch(0), (self.input_task or self.task).make_input,
+                                    self.device, f.IMAGES, self._autocast, self.channels_last)
+        finally:
+            if was_training:
+                self.set_train_mode()
+        try:
+            return {"fitness": elo_fitness(feats, f.CLUSTERS, f.ZIPF_S, f.SEED).value}
+        except ValueError as exc:
+            raise ConfigError(f"FITNESS: {exc} (FITNESS.IMAGES, FITNESS.CLUSTERS, DATA.MAX_TEST)") from None
 
     def _infer(self, x):
         """The evaluation forward under ``torch.inference_mode`` (the same values as under no_grad).
