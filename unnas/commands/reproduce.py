@@ -5,6 +5,8 @@
   python tools/reproduce.py --only calib_sampled    # some steps only (comma-separated); --skip STEP,... leaves some out
   python tools/reproduce.py --report                # rebuild docs/results.md from results/ alone (no run directory needed)
   python tools/reproduce.py --export                # every study's finished jobs to results/jobs/*.jsonl (commit them)
+  python tools/reproduce.py --pipeline remedies     # another set of experiments: DARTS vs its collapse remedies
+                                                    # (issue 11; unnas/commands/remedies.py, docs/search_remedies.md)
 
 Finished jobs outlive the run directories: each study step exports its store's done jobs to
 ``results/jobs/<run dir>.jsonl`` and, on a fresh clone, puts them back into a new store before it
@@ -18,6 +20,12 @@ SQLite store and skips finished jobs, a search continues with ``--resume``, and 
 A step copies its small outputs (tables, figures, a summary.json with budget, timings, date, commit
 and command lines) to ``results/<step>/``; the report is built from ``results/`` only, so it also
 works on a fresh clone. A hand-written ``results/notes.md`` is included verbatim at its top.
+
+``--pipeline`` picks the set of experiments (:data:`PIPELINES`, a :class:`Pipeline` each: its steps, read
+from its config directory, its report and its default folders); ``paper`` (the default) is the one above.
+The same engine runs every pipeline: a step of kind ``search`` marked ``measured`` runs in a process of
+its own whose wall time, CPU time and peak RSS go to ``RESULTS/processes.json`` (several at once with
+``--workers``), and a pipeline may bring kinds of its own (the remedies' ``derive``).
 """
 from __future__ import annotations
 
@@ -33,8 +41,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -56,6 +65,7 @@ ANALYSIS_FILES = ("correlations.json", "correlations.csv", "correlations.md", "a
 SEARCH_FILES = ("genotype.json", "normal_cell.png", "reduction_cell.png", "alphas_normal.png", "alphas_reduce.png")
 FIGURES = ("scatter.png", "randexp.png", "normal_cell.png", "reduction_cell.png")
 WALL_FILE = "wall.json"   # in the results directory (committed, so a step spanning sessions keeps its earlier time)
+PROCESS_FILE = "processes.json"   # in the results directory: every measured search process (wall, CPU, peak RSS)
 
 PAPER = ("The paper (Liu et al., ECCV 2020, Sec. 4) trains 500 DARTS architectures on all 50,000 CIFAR-10 "
          "training images at width 16, depth 20 for 100 epochs, 3 seeds per task "
@@ -101,6 +111,12 @@ class Step:
     self_reference: bool = False   # also rank each task against the same task of that run (its own noise ceiling)
     paper_scale: bool = False  # estimate the cost of this study at the paper's recipe (:func:`paper_scale`)
     search: tuple = ()        # retrain: the search steps whose genotypes it retrains
+    overrides: tuple = ()     # KEY VALUE pairs on top of its YAML (search: also on the command line)
+    zoo: tuple = ZOO_GENOTYPES          # retrain: published genotypes beside the searched ones
+    random: int = RANDOM_GENOTYPES      # retrain: random genotypes of the space
+    measured: bool = False    # search: in a process of its own, whose wall time, CPU time and peak RSS are recorded
+                              # (:data:`PROCESS_FILE`), with the per-epoch diagnostics and the alphas in its results
+    source: str = ""          # a kind of step that reads another step's results (the remedies' `derive`)
 
 
 _SHORT = ("Laptop scale: cifar10-mini ({images} training images of the 5,085, the 1,017 test images), width "
@@ -178,12 +194,42 @@ class Ctx:
     commands: list | None = None   # underlying command lines of the step being run
     t0: float = 0.0                # when the step being run started (this invocation)
     scale_archs: int = 8           # architectures whose paper-scale networks are measured (:func:`paper_scale`)
+    pipeline: "Pipeline | None" = None   # None: the paper's
+    order: tuple = ()              # its steps in order (filled from the pipeline and the config directory)
+
+    def __post_init__(self):
+        if not self.order:
+            self.order = PIPELINE if self.pipeline is None else tuple(self.pipeline.steps(self.config_dir))
+
+    @property
+    def steps(self) -> dict:
+        return {s.name: s for s in self.order}
+
+    def kind(self, step: Step) -> "Kind":
+        extra = self.pipeline.kinds if self.pipeline is not None else {}
+        return extra.get(step.kind) or KINDS[step.kind]
 
     def yaml(self, step: Step) -> Path:
         return self.config_dir / step.cfg
 
     def res(self, name: str) -> Path:
         return self.results / name
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A set of experiments that reproduce.py runs: its steps (from its config directory), its report and
+    where both live by default. ``paper`` (:data:`PIPELINE`, docs/results.md) is the default; others are
+    modules named in :data:`PIPELINES` (``remedies``: :mod:`unnas.commands.remedies`)."""
+    name: str
+    about: str
+    steps: Callable          # (config_dir: Path) -> tuple of Step
+    write_report: Callable   # (ctx) -> Path: the report from the results directory alone
+    config_dir: str
+    runs: str
+    results: str
+    report_path: str
+    kinds: dict = field(default_factory=dict)   # kinds of its own beside KINDS
 
 
 TOOLS = {"rank_corr": ("unnas.commands.rank_corr", "tools/rank_corr.py"),
@@ -209,6 +255,80 @@ def call(ctx: Ctx, step: Step, tool: str, argv: list[str]) -> None:
         rc = exc.code if isinstance(exc.code, int) else 1
     if rc:
         raise StepFailed(f"`{line}` exited with status {rc}")
+
+
+def call_process(ctx: Ctx, step: Step, tool: str, argv: list[str]) -> None:
+    """Run another program in a process of its own (``python -m`` its module, this package first on the
+    path), its output appended to RUNS/logs/<step>.txt, and record its wall time, CPU time and peak
+    resident set size in :data:`PROCESS_FILE`; a non-zero status fails the step."""
+    module, script = TOOLS[tool]
+    line = shlex.join(["python", script, *argv])
+    if ctx.commands is not None:
+        ctx.commands.append(line)
+    log = ctx.runs / "logs" / f"{step.name}.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    say(step.name, f"$ {line}   (output: {log})")
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    t0 = time.time()
+    with open(log, "a") as f:
+        f.write(f"$ {line}\n")
+        f.flush()
+        proc = subprocess.Popen([sys.executable, "-m", module, *argv], stdout=f, stderr=subprocess.STDOUT, env=env)
+        interrupted = None
+        try:
+            rc, cpu, rss = wait_usage(proc)
+        except BaseException as exc:   # interrupted: the child (which got the same Ctrl-C) ends too; its time counts
+            proc.terminate()
+            rc, cpu, rss = wait_usage(proc)
+            interrupted = exc
+    record_process(ctx, step.name, {"command": line, "date": date, "wall_seconds": time.time() - t0,
+                                    "cpu_seconds": cpu, "peak_rss_mb": rss, "exit_status": rc})
+    if interrupted is not None:
+        raise interrupted
+    if rc:
+        tail = [x for x in log.read_text(errors="replace").splitlines() if x.strip()][-1:]
+        raise StepFailed(f"`{line}` exited with status {rc}" + (f" ({tail[0].strip()})" if tail else "")
+                         + f"; its output is in {log}")
+
+
+def wait_usage(proc: subprocess.Popen) -> tuple[int, float | None, float | None]:
+    """Wait for a child: (exit status, its CPU seconds, its peak RSS in MiB); the last two from ``os.wait4``
+    (None where there is none)."""
+    if not hasattr(os, "wait4"):
+        return proc.wait(), None, None
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = rc = os.waitstatus_to_exitcode(status)
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024   # ru_maxrss: bytes on macOS, KiB on Linux
+    return rc, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / scale
+
+
+_PROCESS_LOCK = threading.Lock()
+
+
+def record_process(ctx: Ctx, step: str, record: dict) -> None:
+    with _PROCESS_LOCK:
+        path = ctx.results / PROCESS_FILE
+        data = read_json(path) or {}
+        data.setdefault(step, []).append(record)
+        write_json(path, data)
+
+
+def process_records(ctx: Ctx, step: str) -> list[dict]:
+    return (read_json(ctx.results / PROCESS_FILE) or {}).get(step, [])
+
+
+def process_totals(ctx: Ctx, step: str) -> dict:
+    """A step's processes over all its invocations: wall and CPU seconds summed, the largest peak RSS."""
+    recs = process_records(ctx, step)
+
+    def total(key):
+        vals = [r[key] for r in recs if r.get(key) is not None]
+        return sum(vals) if vals else None
+    rss = [r["peak_rss_mb"] for r in recs if r.get("peak_rss_mb") is not None]
+    return {"invocations": len(recs), "wall_seconds": total("wall_seconds"), "cpu_seconds": total("cpu_seconds"),
+            "peak_rss_mb": max(rss) if rss else None}
 
 
 def read_json(path: Path):
@@ -500,7 +620,7 @@ def calib_accepted(ctx: Ctx, name: str) -> dict:
     if not s:
         raise StepFailed(f"needs the calibration {name}; run `python tools/reproduce.py --only {name}` first")
     acc = s["accepted"]
-    step = STEPS[name]
+    step = ctx.steps[name]
     return {"rung": acc["rung"], "overrides": list(acc["overrides"]), "run_dir": rung_dir(ctx, step, acc["rung"]),
             "cfg": calib_cfg(ctx, step, acc["overrides"])}
 
@@ -683,29 +803,81 @@ def progress_study(ctx: Ctx, step: Step):
 def search_cfg(ctx: Ctx, step: Step):
     from unnas.config import load_cfg
     from unnas.search.config import search_defaults, validate_search_cfg
-    return load_cfg(search_defaults(), str(ctx.yaml(step)), ["DATA.ROOT", ctx.data_dir], validate_search_cfg)
+    return load_cfg(search_defaults(), str(ctx.yaml(step)), ["DATA.ROOT", ctx.data_dir, *step.overrides],
+                    validate_search_cfg)
 
 
 def search_dir(ctx: Ctx, step: Step) -> Path:
-    return ctx.runs / Path(search_cfg(ctx, step).OUT_DIR).name
+    """RUNS/<the YAML's OUT_DIR folder name>, or RUNS/<step> when the YAML names none."""
+    return ctx.runs / (Path(search_cfg(ctx, step).OUT_DIR).name or step.name)
+
+
+def search_done(out: Path) -> bool:
+    return (out / "summary.json").is_file() and (out / "genotype.json").is_file()
+
+
+def search_argv(ctx: Ctx, step: Step) -> list[str]:
+    out = search_dir(ctx, step)
+    return (["--cfg", str(ctx.yaml(step)), "--out", str(out), "--data-dir", ctx.data_dir, "--no-progress",
+             *step.overrides] + (["--resume"] if (out / "checkpoint.pt").is_file() else []))
 
 
 def run_search(ctx: Ctx, step: Step) -> None:
     cfg, out = search_cfg(ctx, step), search_dir(ctx, step)
-    if not ((out / "summary.json").is_file() and (out / "genotype.json").is_file()):
-        argv = ["--cfg", str(ctx.yaml(step)), "--out", str(out), "--data-dir", ctx.data_dir, "--no-progress"]
-        call(ctx, step, "search", argv + (["--resume"] if (out / "checkpoint.pt").is_file() else []))
-    files = copy_files(out, fresh_results(ctx, step), SEARCH_FILES)
+    if not search_done(out):
+        (call_process if step.measured else call)(ctx, step, "search", search_argv(ctx, step))
+    files = copy_files(out, fresh_results(ctx, step), SEARCH_FILES + (("alpha_history.json",) if step.measured else ()))
     shutil.copyfile(out / "summary.json", ctx.res(step.name) / "search_summary.json")
     s = read_json(out / "summary.json")
     budget = {s["task"]: {"width": cfg.MODEL.WIDTH, "depth": cfg.MODEL.DEPTH, "epochs": cfg.SEARCH.EPOCHS,
                           "images": cfg.DATA.MAX_TRAIN or "all", "image_offset": cfg.DATA.TRAIN_OFFSET,
                           "batch": cfg.SEARCH.BATCH_SIZE, "lr": cfg.OPTIM.LR, "arch_lr": cfg.ARCH.LR,
                           "order": cfg.SEARCH.ORDER, "dataset": cfg.DATA.DATASET}}
-    write_json(ctx.res(step.name) / "summary.json",
-               {**base_summary(ctx, step), "run_dir": str(out), "budget": budget, "tasks": [s["task"]],
-                "jobs": 1, "genotype": s["genotype"], "genotype_repr": s["genotype_repr"], "final": s["final"],
-                "epochs_run": s["epochs"], "files": files + ["search_summary.json"]})
+    summary = {**base_summary(ctx, step), "run_dir": str(out), "budget": budget, "tasks": [s["task"]],
+               "jobs": 1, "genotype": s["genotype"], "genotype_repr": s["genotype_repr"], "final": s["final"],
+               "epochs_run": s["epochs"], "files": files + ["search_summary.json"]}
+    if step.measured:   # the search's own process costs (every invocation), its per-epoch records, its config
+        summary.update(process=process_totals(ctx, step.name), curve=epoch_records(out / "metrics.jsonl"),
+                       cfg=cfg.dump())
+        if not summary["commands"]:
+            summary["commands"] = [r["command"] for r in process_records(ctx, step.name)]
+    write_json(ctx.res(step.name) / "summary.json", summary)
+
+
+def epoch_records(metrics: Path) -> list[dict]:
+    """The ``type: epoch`` lines of a run's metrics.jsonl (losses, diagnostics, eigenvalues, times), without
+    the genotype text."""
+    out = []
+    for line in (metrics.read_text().splitlines() if metrics.is_file() else []):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict) and r.get("type") == "epoch":
+            out.append({k: v for k, v in r.items() if k not in ("type", "genotype")})
+    return out
+
+
+def launch_searches(ctx: Ctx, steps: list[Step]) -> None:
+    """Run the measured searches of ``steps`` that are not finished, up to ``ctx.workers`` at once (each a
+    process of its own, so one core each with SEARCH.NUM_THREADS 1); the step loop then only collects
+    their outputs. Every search runs to its end; a failed one fails the pipeline after the others."""
+    from concurrent.futures import ThreadPoolExecutor
+    todo = [s for s in steps if s.kind == "search" and s.measured and not search_done(search_dir(ctx, s))]
+    if len(todo) < 2 or ctx.workers < 2:
+        return
+    say("searches", f"{len(todo)} searches, {min(ctx.workers, len(todo))} at once: {', '.join(s.name for s in todo)}")
+    failed = []
+
+    def one(step: Step) -> None:
+        try:
+            call_process(ctx, step, "search", search_argv(ctx, step))
+        except StepFailed as exc:
+            failed.append(f"{step.name}: {exc}")
+    with ThreadPoolExecutor(max_workers=min(ctx.workers, len(todo))) as pool:
+        list(pool.map(one, todo))
+    if failed:
+        raise StepFailed("; ".join(failed))
 
 
 def progress_search(ctx: Ctx, step: Step):
@@ -720,24 +892,39 @@ def progress_search(ctx: Ctx, step: Step):
 
 # ---- retraining ----------------------------------------------------------------------------------------
 
-def retrain_archs(ctx: Ctx, step: Step) -> list:
-    from search_spaces import get_space
-    from search_spaces.darts import zoo
+def searched_genotypes(ctx: Ctx, step: Step) -> tuple[list, dict]:
+    """The genotypes of the search steps a retrain step retrains, as ``Arch``s named by their step, each
+    distinct genotype once, and ``{step: the step whose equal genotype is trained}`` for the others."""
     from search_spaces.darts.genotype import Genotype
     from unnas.study.archs import Arch
-    from unnas.study.sampling import sample_archs
 
-    archs = []
+    archs, aliases = [], {}
     for name in step.search:
-        path = search_dir(ctx, STEPS[name]) / "genotype.json"
-        if not path.is_file():
+        src = ctx.steps[name]
+        path = search_dir(ctx, src) / "genotype.json" if src.kind == "search" else None
+        if path is None or not path.is_file():
             path = ctx.res(name) / "genotype.json"
         if not path.is_file():
             raise StepFailed(f"needs the genotype of {name}; run `python tools/reproduce.py --only {name}` first")
-        archs.append(Arch(name, Genotype.load(path)))
-    archs += sample_archs(get_space("darts"), RANDOM_GENOTYPES, RANDOM_SEED, allow_none=False, distinct_inputs=True,
+        g = Genotype.load(path)
+        same = next((a.id for a in archs if a.genotype == g), None)
+        if same is None:
+            archs.append(Arch(name, g))
+        else:
+            aliases[name] = same
+    return archs, aliases
+
+
+def retrain_archs(ctx: Ctx, step: Step) -> list:
+    from search_spaces import get_space
+    from search_spaces.darts import zoo
+    from unnas.study.archs import Arch
+    from unnas.study.sampling import sample_archs
+
+    archs = searched_genotypes(ctx, step)[0]
+    archs += sample_archs(get_space("darts"), step.random, RANDOM_SEED, allow_none=False, distinct_inputs=True,
                           prefix="rand")
-    archs += [Arch(n, zoo.get(n)) for n in ZOO_GENOTYPES]
+    archs += [Arch(n, zoo.get(n)) for n in step.zoo]
     return archs
 
 
@@ -752,7 +939,9 @@ def retrain_plan(ctx: Ctx, step: Step, write: bool):
     return ctx.runs / Path(cfg.OUT_DIR).name, cfg, overrides, path
 
 
-def retrain_table(rows: list[dict], archs: list) -> list[dict]:
+def retrain_table(rows: list[dict], archs: list, aliases: dict | None = None) -> list[dict]:
+    """One row per architecture (and per alias: a searched step whose genotype equals a trained one's,
+    with that one's numbers and ``same_as``)."""
     vals: dict = {}
     info: dict = {}
     for r in rows:
@@ -774,6 +963,8 @@ def retrain_table(rows: list[dict], archs: list) -> list[dict]:
                     "percentile_vs_random": pct, "params": res.get("params"), "macs": res.get("macs", res.get("flops")),
                     "normal_skip_connect": ops.count("skip_connect"),
                     "normal_param_free": sum(op in PARAM_FREE_OPS for op in ops)})
+    by_id = {r["genotype"]: r for r in out}
+    out += [{**by_id[same], "genotype": name, "same_as": same} for name, same in (aliases or {}).items()]
     return out
 
 
@@ -782,11 +973,14 @@ def run_retrain(ctx: Ctx, step: Step) -> None:
     from search_spaces import get_space
 
     run_dir, cfg, overrides, path = retrain_plan(ctx, step, write=True)
-    say(step.name, f"{path}: {RANDOM_GENOTYPES} random, {len(step.search)} searched and {len(ZOO_GENOTYPES)} zoo genotypes")
+    aliases = searched_genotypes(ctx, step)[1]
+    say(step.name, f"{path}: {step.random} random, {len(step.search) - len(aliases)} searched "
+                   + (f"(of {len(step.search)}: {len(aliases)} equal to another's) " if aliases else "")
+                   + f"and {len(step.zoo)} zoo genotypes")
     run_study(ctx, step, run_dir, cfg, overrides)
     res = fresh_results(ctx, step)
     shutil.copyfile(path, res / "archs.json")
-    table = retrain_table(store_rows(run_dir) or [], load_archs(str(path), get_space("darts")))
+    table = retrain_table(store_rows(run_dir) or [], load_archs(str(path), get_space("darts")), aliases)
     seeds = [str(s) for s in cfg.STUDY.SEEDS]
     write_csv(res / "table.csv", ["genotype", "group", *[f"seed{s}" for s in seeds], "mean", "percentile_vs_random",
                                   "params", "macs", "normal_skip_connect", "normal_param_free"],
@@ -794,7 +988,8 @@ def run_retrain(ctx: Ctx, step: Step) -> None:
                 r["percentile_vs_random"], r["params"], r["macs"], r["normal_skip_connect"], r["normal_param_free"]]
                for r in table])
     write_json(res / "summary.json", {**study_summary(ctx, step, run_dir, cfg, overrides), "table": table,
-                                      "files": ["archs.json", "table.csv"]})
+                                      "files": ["archs.json", "table.csv"], "aliases": aliases,
+                                      "random_genotypes": step.random, "zoo_genotypes": list(step.zoo)})
 
 
 def restore_retrain(ctx: Ctx, step: Step) -> None:
@@ -994,7 +1189,8 @@ def body_retrain(ctx: Ctx, step: Step, s: dict, rel) -> list[str]:
                      r["normal_param_free"]])
         if r["group"] != "random":
             sentences.append(f"- {r['genotype']}: mean best top-1 {fnum(r['mean'])}%, percentile "
-                             f"{fnum(r['percentile_vs_random'], 0)} among the {RANDOM_GENOTYPES} random genotypes.")
+                             f"{fnum(r['percentile_vs_random'], 0)} among the {s.get('random_genotypes', RANDOM_GENOTYPES)} "
+                             "random genotypes.")
     rand = [r["mean"] for r in s["table"] if r["group"] == "random" and math.isfinite(r["mean"])]
     if rand:
         sentences.append(f"- Random genotypes: {fnum(min(rand))}-{fnum(max(rand))}% (mean {fnum(sum(rand) / len(rand))}%).")
@@ -1081,18 +1277,36 @@ class Kind:
     # clone) is not run again; its exported jobs go back into a store so that later steps can extend or
     # reference it. A search keeps only its results (the retraining reads results/search_*/genotype.json).
     restore: Callable = lambda ctx, step: None
+    config: Callable | None = None   # (ctx, step) -> the config it trains with (its data is checked first); None: no data
 
 
-KINDS = {"calib": Kind(run_calib, progress_calib, body_calib, restore_calib),
-         "study": Kind(run_study_step, progress_study, body_study, restore_study),
-         "search": Kind(run_search, progress_search, body_search),
-         "retrain": Kind(run_retrain, progress_retrain, body_retrain, restore_retrain)}
+def _study_config(ctx: Ctx, step: Step):
+    return study_cfg(ctx.yaml(step))
+
+
+KINDS = {"calib": Kind(run_calib, progress_calib, body_calib, restore_calib, _study_config),
+         "study": Kind(run_study_step, progress_study, body_study, restore_study, _study_config),
+         "search": Kind(run_search, progress_search, body_search, config=search_cfg),
+         "retrain": Kind(run_retrain, progress_retrain, body_retrain, restore_retrain, _study_config)}
+
+PAPER_PIPELINE = Pipeline("paper", "the paper's experiments at laptop scale (docs/results.md)", lambda config_dir: PIPELINE,
+                          write_report, DEFAULT_CONFIG_DIR, DEFAULT_RUNS, DEFAULT_RESULTS, DEFAULT_REPORT)
+# name -> a Pipeline, or the module whose PIPELINE_DEF is one (imported when chosen)
+PIPELINES: dict = {"paper": PAPER_PIPELINE, "remedies": "unnas.commands.remedies"}
+
+
+def get_pipeline(name: str) -> Pipeline:
+    from unnas.config import ConfigError
+    p = PIPELINES.get(name)
+    if p is None:
+        raise ConfigError(f"--pipeline: unknown pipeline {name!r}; pipelines: {', '.join(PIPELINES)}")
+    return importlib.import_module(p).PIPELINE_DEF if isinstance(p, str) else p
 
 
 def state(ctx: Ctx, step: Step) -> tuple[str, bool]:
     """(label, finished): done / done (results only) / partial N/M / not started."""
     has_results = (ctx.res(step.name) / "summary.json").is_file()
-    p = KINDS[step.kind].progress(ctx, step)
+    p = ctx.kind(step).progress(ctx, step)
     if p is None:
         return ("done (results only; no run directory here)" if has_results else "not started"), False
     if has_results and p[0] >= p[1]:
@@ -1105,43 +1319,50 @@ def state(ctx: Ctx, step: Step) -> tuple[str, bool]:
 def check_data(ctx: Ctx, names: list[str]) -> None:
     from unnas.config import ConfigError
     for n in names:
-        step = STEPS[n]
-        cfg = search_cfg(ctx, step) if step.kind == "search" else study_cfg(ctx.yaml(step))
-        if cfg.DATA.DATASET != "synthetic" and not Path(ctx.data_dir).is_dir():
+        step = ctx.steps[n]
+        load = ctx.kind(step).config
+        cfg = load(ctx, step) if load else None
+        if cfg is not None and cfg.DATA.DATASET != "synthetic" and not Path(ctx.data_dir).is_dir():
             raise ConfigError(f"data directory {ctx.data_dir} not found (step {n} trains on {cfg.DATA.DATASET}); "
                               "pass --data-dir DIR, the folder of cifar10-mini (data_batch_1 ... test_batch)")
 
 
-def select(args) -> list[str]:
+def select(ctx: Ctx, args) -> list[str]:
     from unnas.config import ConfigError
 
     def names(text: str | None, flag: str) -> list[str]:
         out = [x.strip() for x in (text or "").split(",") if x.strip()]
-        bad = [x for x in out if x not in STEPS]
+        bad = [x for x in out if x not in ctx.steps]
         if bad:
-            raise ConfigError(f"{flag}: unknown step {bad[0]!r}; steps: {', '.join(STEPS)}")
+            raise ConfigError(f"{flag}: unknown step {bad[0]!r}; steps: {', '.join(ctx.steps)}")
         return out
     only, skip = names(args.only, "--only"), names(args.skip, "--skip")
-    return [s.name for s in PIPELINE if (not only or s.name in only) and s.name not in skip]
+    return [s.name for s in ctx.order if (not only or s.name in only) and s.name not in skip]
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pipeline", default="paper", help="which experiments: paper (default; docs/results.md) or remedies "
+                   "(issue 11: DARTS vs its collapse remedies, docs/search_remedies.md); it sets the defaults of "
+                   "--config-dir, --runs, --results and --report-path")
     p.add_argument("--only", help="run only these steps (comma-separated), a step whose committed results have no "
-                   "run directory here included (its summary is rebuilt from the restored jobs): " + ", ".join(STEPS))
+                   "run directory here included (its summary is rebuilt from the restored jobs); the paper's: "
+                   + ", ".join(STEPS) + " (--list names a pipeline's)")
     p.add_argument("--skip", help="leave these steps out (comma-separated)")
     p.add_argument("--list", action="store_true", help="print the steps with their state and exit")
     p.add_argument("--report", action="store_true", help="only rebuild the report from the results directory")
     p.add_argument("--export", action="store_true", help="only write every study's finished jobs to RESULTS/jobs/ "
                    "(for a study still running elsewhere: commit them before its machine goes away)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes per study (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes per study, and measured searches run at "
+                   "once (remedies; each on one thread) (default 2)")
     p.add_argument("--scale-archs", type=int, default=8,
                    help="architectures whose paper-scale networks are counted to estimate the paper recipe's cost (default 8)")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"cifar10-mini folder (default {DEFAULT_DATA_DIR})")
-    p.add_argument("--runs", default=DEFAULT_RUNS, help=f"run directories (default {DEFAULT_RUNS})")
-    p.add_argument("--results", default=DEFAULT_RESULTS, help=f"small outputs per step (default {DEFAULT_RESULTS})")
-    p.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR, help=f"the experiments' YAMLs (default {DEFAULT_CONFIG_DIR})")
-    p.add_argument("--report-path", default=DEFAULT_REPORT, help=f"the report (default {DEFAULT_REPORT})")
+    p.add_argument("--runs", help=f"run directories (default {DEFAULT_RUNS}; remedies: runs/remedies)")
+    p.add_argument("--results", help=f"small outputs per step (default {DEFAULT_RESULTS}; remedies: results/remedies)")
+    p.add_argument("--config-dir", help=f"the experiments' YAMLs (default {DEFAULT_CONFIG_DIR}; remedies: "
+                   "experiments/remedies)")
+    p.add_argument("--report-path", help=f"the report (default {DEFAULT_REPORT}; remedies: docs/search_remedies.md)")
     return p.parse_args(argv)
 
 
@@ -1154,18 +1375,21 @@ def main(argv=None) -> int:
 
 def _main(args, argv: list[str]) -> int:
     from unnas.config import ConfigError
-    names = select(args)
+    pipe = get_pipeline(args.pipeline)
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    ctx = Ctx(Path(args.config_dir), Path(args.runs), Path(args.results), args.data_dir, args.workers,
-              Path(args.report_path), shlex.join(["python", "tools/reproduce.py", *argv]), scale_archs=args.scale_archs)
+    ctx = Ctx(Path(args.config_dir or pipe.config_dir), Path(args.runs or pipe.runs), Path(args.results or pipe.results),
+              args.data_dir, args.workers, Path(args.report_path or pipe.report_path),
+              shlex.join(["python", "tools/reproduce.py", *argv]), scale_archs=args.scale_archs,
+              pipeline=pipe)
+    names = select(ctx, args)
     if args.list:
-        width = max(len(n) for n in STEPS)
-        for s in PIPELINE:
+        width = max(len(n) for n in ctx.steps)
+        for s in ctx.order:
             print(f"{s.name:<{width}}  {state(ctx, s)[0]}")
         return 0
     if args.report:
-        print(f"wrote {write_report(ctx)}")
+        print(f"wrote {pipe.write_report(ctx)}")
         return 0
     if args.export:
         for run_dir in sorted(p.parent for p in ctx.runs.glob("*/study.sqlite")):
@@ -1173,21 +1397,38 @@ def _main(args, argv: list[str]) -> int:
         return 0
     check_data(ctx, names)
     named = set(names) if args.only else set()   # a step named in --only runs again from its restored jobs
-    for name in names:
-        step = STEPS[name]
+
+    def skipped(step: Step) -> str | None:
         label, finished = state(ctx, step)
         if finished:
+            return "all jobs finished"
+        if label.startswith("done (results only") and step.name not in named:
+            return "committed results kept"
+        return None
+    try:   # measured searches, several at once (the loop below then collects them)
+        launch_searches(ctx, [s for s in map(ctx.steps.get, names) if s.measured and skipped(s) is None])
+    except StepFailed as exc:
+        print(f"{PROG}: error: {exc}; finished work is kept, rerun the same command to continue", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted in the searches; finished work is kept, rerun the same command to continue",
+              file=sys.stderr)
+        return 130
+    for name in names:
+        step = ctx.steps[name]
+        why = skipped(step)
+        if why == "all jobs finished":
             say(name, f"done ({ctx.res(name)}/summary.json, all jobs finished): skipped")
             continue
-        if label.startswith("done (results only") and name not in named:
+        if why:
             # rerunning would only rewrite its summary from imported jobs (their times are the import's)
-            KINDS[step.kind].restore(ctx, step)
+            ctx.kind(step).restore(ctx, step)
             say(name, f"done ({ctx.res(name)}/summary.json, committed results kept): skipped")
             continue
         say(name, f"starting: {step.title}")
         ctx.commands, ctx.t0 = [], time.time()
         try:
-            KINDS[step.kind].run(ctx, step)
+            ctx.kind(step).run(ctx, step)
         except StepFailed as exc:
             print(f"{PROG}: error: step {name} failed: {exc}; finished work is kept, rerun the same command to "
                   "continue", file=sys.stderr)
@@ -1200,7 +1441,7 @@ def _main(args, argv: list[str]) -> int:
             wall_record(ctx, name, time.time() - ctx.t0)
         say(name, f"done: {ctx.res(name)}/")
     if not args.only:
-        print(f"wrote {write_report(ctx)}")
+        print(f"wrote {pipe.write_report(ctx)}")
     return 0
 
 
