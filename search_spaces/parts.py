@@ -18,8 +18,8 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 
-class InputParts:
-    """The network inputs of several tasks built from the same images, one tensor per task."""
+class _Parts:
+    """One tensor per task; the subclass says which side of the network the tensors are on."""
 
     def __init__(self, parts: Iterable[torch.Tensor]):
         self.parts = list(parts)
@@ -32,6 +32,10 @@ class InputParts:
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.parts[i]
+
+
+class InputParts(_Parts):
+    """The network inputs of several tasks built from the same images, one tensor per task."""
 
     def sizes(self) -> list[tuple[int, int]]:
         """Each part's (H, W): what a dense head upsamples to."""
@@ -41,20 +45,8 @@ class InputParts:
         return InputParts(fn(p) for p in self.parts)
 
 
-class OutputParts:
+class OutputParts(_Parts):
     """The outputs of several tasks' heads, one per part of an :class:`InputParts`."""
-
-    def __init__(self, parts: Iterable[torch.Tensor]):
-        self.parts = list(parts)
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        return iter(self.parts)
-
-    def __len__(self) -> int:
-        return len(self.parts)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.parts[i]
 
     def float(self) -> "OutputParts":
         return OutputParts(p.float() for p in self.parts)

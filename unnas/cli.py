@@ -250,3 +250,21 @@ def run_reporting_errors(prog: str, fn: Callable[..., int], *args) -> int:
         if not (isinstance(exc, KeyboardInterrupt) or _is_user_error(exc)):
             raise
         return _report(prog, exc)
+
+
+def dispatch_subcommand(prog: str, argv, handlers: dict, usage: Callable[[], str], default: str = "run") -> int:
+    """``PROG [COMMAND] ...`` of a multi-command tool: ``-h``/``help`` print ``usage()``; a first word
+    that is a command picks it; one that looks like neither an option nor a ``KEY VALUE`` key is an
+    unknown command (exit 2); anything else goes to ``default``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(usage(), end="")
+        return 0
+    if argv and argv[0] in handlers:
+        cmd, argv = argv[0], argv[1:]
+    elif argv and not argv[0].startswith("-") and not argv[0].isupper() and "." not in argv[0]:
+        print(f"{prog}: error: unknown command {argv[0]!r}; use one of {', '.join(handlers)}", file=sys.stderr)
+        return 2
+    else:
+        cmd = default
+    return handlers[cmd](argv)

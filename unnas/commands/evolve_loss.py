@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from unnas.cli import FLAG_KEYS, add_overrides, flag_overrides, parse_with_overrides, user_errors
+from unnas.cli import FLAG_KEYS, add_overrides, dispatch_subcommand, flag_overrides, parse_with_overrides, user_errors
 
 PROG = "evolve_loss.py"
 COMMANDS = {
@@ -222,18 +222,7 @@ def usage() -> str:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help", "help"):
-        print(usage(), end="")
-        return 0
-    if argv and argv[0] in COMMANDS:
-        cmd, argv = argv[0], argv[1:]
-    elif argv and not argv[0].startswith("-") and not argv[0].isupper() and "." not in argv[0]:
-        print(f"{PROG}: error: unknown command {argv[0]!r}; use one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
-    else:
-        cmd = "run"
-    return {"run": cmd_run, "report": cmd_report, "status": cmd_status}[cmd](argv)
+    return dispatch_subcommand(PROG, argv, {"run": cmd_run, "report": cmd_report, "status": cmd_status}, usage)
 
 
 if __name__ == "__main__":
