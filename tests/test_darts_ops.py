@@ -41,3 +41,49 @@ def test_none_is_zero_and_odd_channels_rejected():
     assert build_op("none", 3, 2)(torch.randn(1, 3, 5, 5)).abs().sum() == 0
     with pytest.raises(ValueError):
         FactorizedReduce(4, 5)
+
+
+def _plain_phases(x):
+    h, w = x.shape[-2:]
+    return x[:, :, ::2, ::2], torch.nn.functional.pad(x[:, :, 1::2, 1::2], (0, w % 2, 0, h % 2))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (3, 2, 7, 9)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_factorized_phases_match_plain_slicing(shape, channels_last):
+    from search_spaces.darts.ops import factorized_phases
+    x = torch.randn(*shape, dtype=torch.double, generator=torch.Generator().manual_seed(0))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = x.contiguous(memory_format=fmt).requires_grad_()
+    ours, plain = factorized_phases(x), _plain_phases(x)
+    for a, b in zip(ours, plain):
+        assert torch.equal(a, b) and a.is_contiguous(memory_format=fmt)
+    grads = [torch.randn_like(a) for a in ours]
+    g_ours = torch.autograd.grad(ours, x, grads)[0]
+    assert torch.equal(g_ours, torch.autograd.grad(plain, x, grads)[0])
+    assert g_ours.is_contiguous(memory_format=fmt)
+    assert torch.autograd.gradgradcheck(factorized_phases, (x,))   # grasp differentiates twice
+
+
+def test_grad_channels_last_hands_on_gradients_in_the_input_format():
+    from search_spaces.darts.ops import cat_channels, grad_channels_last
+    x = torch.randn(2, 4, 5, 5, dtype=torch.double).contiguous(memory_format=torch.channels_last).requires_grad_()
+    seen = {}
+    y = x * 2
+    y.register_hook(lambda g: seen.setdefault("grad", g))
+    out = cat_channels([y, torch.randn(2, 3, 5, 5, dtype=torch.double).contiguous(memory_format=torch.channels_last)])
+    out.backward(torch.ones_like(out))
+    # plain torch.cat would hand y a strided channel slice of the gradient
+    assert seen["grad"].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x.grad, torch.full_like(x, 2.0))
+    nchw = torch.randn(2, 4, 5, 5)
+    assert grad_channels_last(nchw) is nchw                 # nothing added for NCHW tensors
+    assert torch.autograd.gradgradcheck(lambda t: cat_channels([t * t, t]), (x,))
+
+
+@pytest.mark.parametrize("name", ["sep_conv_3x3", "dil_conv_5x5", "conv_7x1_1x7", "skip_connect"])
+def test_after_relu_equals_forward(name):
+    torch.manual_seed(0)
+    op = build_op(name, 4, 2)
+    x = torch.randn(2, 4, 9, 9)
+    torch.testing.assert_close(op.after_relu(torch.relu(x)), op(x), rtol=0, atol=0)

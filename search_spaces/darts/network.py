@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..parts import InputParts
 from .genotype import Genotype
-from .ops import FactorizedReduce, Identity, ReLUConvBN, build_op
+from .ops import FactorizedReduce, Identity, ReLUConvBN, build_op, cat_channels
 from .stems import build_stem, reduction_layers
 
 
@@ -74,18 +74,41 @@ class FixedCell(nn.Module):
         # Identity ops are exempt from drop-path (DARTS); decided once here.
         self._droppable = tuple(not isinstance(op, Identity) for op in self.ops)
 
-    def forward(self, s0, s1, drop_prob: float = 0.0):
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+    def forward(self, s0, s1, drop_prob: float = 0.0, r0=None, r1=None):
+        """``r0``/``r1``: ``relu(s0)``/``relu(s1)`` when the caller has them (the trunk shares each
+        cell output's ReLU between the two cells that read it); computed here otherwise."""
+        states = [self.preprocess0.after_relu(F.relu(s0) if r0 is None else r0),
+                  self.preprocess1.after_relu(F.relu(s1) if r1 is None else r1)]
+        relus = {}   # state index -> its ReLU, computed once for all the ops that start with one
         apply_drop = self.training and drop_prob > 0.0
         for i in range(self.steps):
-            node = None
+            node = node_fresh = None
             for k in (2 * i, 2 * i + 1):
-                h = self.ops[k](states[self.indices[k]])
-                if apply_drop and self._droppable[k]:
+                j, op = self.indices[k], self.ops[k]
+                if hasattr(op, "after_relu"):
+                    if j not in relus:
+                        relus[j] = F.relu(states[j])
+                    h = op.after_relu(relus[j])
+                else:
+                    h = op(states[j])
+                fresh = self._droppable[k]      # the op's own new tensor (an Identity returns its state)
+                if apply_drop and fresh:
                     h = drop_path_(h, drop_prob)
-                node = h if node is None else node + h
+                node, node_fresh = _add_node(node, node_fresh, h, fresh)
             states.append(node)
-        return torch.cat([states[i] for i in self.concat], dim=1)
+        return cat_channels([states[i] for i in self.concat])
+
+
+def _add_node(node, node_fresh, h, fresh):
+    """``node + h``, in place into whichever is a fresh op output of the same dtype (no op keeps its
+    output for its backward, see :func:`drop_path_`): the same sum, one tensor fewer per node."""
+    if node is None:
+        return h, fresh
+    if node_fresh and node.dtype == h.dtype and node.shape == h.shape:
+        return node.add_(h), True
+    if fresh and node.dtype == h.dtype and node.shape == h.shape:
+        return h.add_(node), True
+    return node + h, True
 
 
 class AuxiliaryHeadCIFAR(nn.Module):
@@ -166,9 +189,15 @@ class FixedTrunk(nn.Module):
         if need_aux is None:
             need_aux = self.auxiliary and self.training
         s0, s1 = self.stem(x)
+        # Cell i reads relu(s0) and relu(s1) first thing and cell i+1 reads the same relu(s1) as
+        # its relu(s0): each is computed once (the CIFAR stem's two outputs are one tensor).
+        r0 = F.relu(s0)
+        r1 = r0 if s1 is s0 else F.relu(s1)
         aux = None
+        last = len(self.cells) - 1
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_prob)
+            out = cell(s0, s1, self.drop_prob, r0, r1)
+            s0, s1, r0, r1 = s1, out, r1, (F.relu(out) if i < last else None)
             if need_aux and i == self.aux_position:
                 aux = s1
         return s1, aux

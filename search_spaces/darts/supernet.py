@@ -53,7 +53,7 @@ import torch.nn.functional as F
 
 from ..parts import InputParts
 from .genotype import edge_index, genotype_from_weights, limit_skip_connections, num_edges
-from .ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op, factorized_phases
+from .ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op, cat_channels, factorized_phases, grad_channels_last
 from .stems import build_stem, reduction_layers
 
 # name -> (kernel, dilation, separable: two stacked ReLU-dw-pw-BN blocks)
@@ -161,11 +161,11 @@ class StackedFactorizedReduce(nn.Module):
 
     def forward(self, relu_x: torch.Tensor, scales: torch.Tensor) -> list[torch.Tensor]:
         _count_batch(self.bn)
-        even, odd = factorized_phases(relu_x)
+        even, odd = factorized_phases(grad_channels_last(relu_x))
         half, outs = self.c // 2, []
         for e in range(self.m):
             hs = slice(e * half, (e + 1) * half)
-            y = torch.cat([F.conv2d(even, self.conv_1.weight[hs]), F.conv2d(odd, self.conv_2.weight[hs])], 1)
+            y = cat_channels([F.conv2d(even, self.conv_1.weight[hs]), F.conv2d(odd, self.conv_2.weight[hs])])
             outs.append(_edge_bn(self.bn, y, slice(e * self.c, (e + 1) * self.c), scales[e]))
         return outs
 
@@ -337,7 +337,7 @@ class SearchCell(nn.Module):
             states.append(s)
             if i + 2 <= self.steps:
                 outs.append(self._group(i + 2, s, weights, edge_weights))
-        return torch.cat(states[-self.multiplier:], dim=1)
+        return cat_channels(states[-self.multiplier:])
 
 
 class SupernetTrunk(nn.Module):
