@@ -3,6 +3,7 @@ strategy keeps to its budget, a killed evolution resumes with the same candidate
 nor repeats a finished evaluation, the outputs (best weights as a config the tools read, history,
 pictures, report) are written, and bad input is one line."""
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def test_the_tool_evolves_reports_and_writes_weights_the_tools_read(tmp_path, ru
     from unnas.train import train_defaults, validate_train_cfg
 
     out = tmp_path / "run"
-    rc, stdout, err = run_cli(main, ["run", "--out", str(out), *FAKE])
+    rc, stdout, err = run_cli(main, ["run", "--out", str(out), *FAKE, "ELO.FINETUNE_EPOCHS", "1"])
     assert rc == 0, err
     history = json.loads((out / "history.json").read_text())
     counts = {s: sum(r["strategy"] == s for r in history["evaluations"]) for s in history["strategies"]}
@@ -114,6 +115,8 @@ def test_the_tool_evolves_reports_and_writes_weights_the_tools_read(tmp_path, ru
     assert [r["key"] for r in report["runs"]][:4] == ["final_single_rot", "final_single_col", "final_single_jig",
                                                       "final_uniform"]
     assert report["fitness_vs_probe"]["n"] == 18 and report["fitness_vs_probe"]["spearman"] < -0.5   # fake: probe falls
+    assert report["finetune_epochs"] == 1 and all(r["finetune_top1"] == r["probe_top1"] + 10 for r in report["runs"])
+    assert "| fine-tune top-1 (%) |" in (out / "report.md").read_text() and "fine-tune of 1 epoch(s)" in stdout
     assert np.isfinite(report["fitness_vs_probe"]["spearman_ci"]).all() and "Spearman rho" in stdout
     rc, stdout, _ = run_cli(main, ["status", str(out)])
     assert rc == 0 and "cmaes: 5 done, 0 running, 0 pending, 0 failed" in stdout
@@ -127,6 +130,8 @@ def test_the_tool_evolves_reports_and_writes_weights_the_tools_read(tmp_path, ru
     (["--population", "3"], "CMA-ES needs at least 4 candidates per generation"),
     (["TASK.MULTI.WEIGHTS", "[1.0, 1.0, 1.0]"], "TASK.MULTI.WEIGHTS is set per candidate"),
     (["ELO.EVALUATOR", "nomodule:f"], "ELO.EVALUATOR nomodule:f: cannot import it"),
+    (["--network", "supernet", "ELO.FINETUNE_EPOCHS", "1"], "ELO.FINETUNE_EPOCHS 1: the report fine-tunes trunks"),
+    (["--network", "supernet", "MODEL.SPACE", "nasbench101"], "the nasbench101 space (MODEL.SPACE) has no supernet"),
 ])
 def test_bad_input_is_one_line(tmp_path, run_cli, argv, message):
     rc, _, err = run_cli(main, ["run", "--out", str(tmp_path / "r"), *argv])
@@ -165,3 +170,40 @@ def test_the_default_evaluator_trains_scores_and_probes(tmp_path):
     jobs.close()
     result = evaluate_candidate(Job("net", "final_single_col", 1), cfg, tmp_path / "col")
     assert result["fitness"] >= 0 and result["probe_top1"] is not None and result["best"] == -result["fitness"]
+
+
+def test_the_report_fine_tunes_every_run_through_the_trainer(tmp_path):
+    """The report's runs at the tiniest sizes with the default evaluator (the evolution itself
+    faked): each of (a) rot alone, col alone, (b) equal weights, (c) random's best is pretrained,
+    probed and fine-tuned; the fine-tune trains every weight from the pretrained trunk."""
+    import torch
+    import yaml
+
+    from unnas.elo.evaluate import fake_evaluate
+    from unnas.elo.report import run_report
+
+    run = tmp_path / "run"
+    cfg = load_cfg(evolve_defaults(), None, [
+        "OUT_DIR", str(run), "DEVICE", "cpu", "TASK.MULTI.TASKS", "['rot', 'col']", "ELO.STRATEGIES", "['random']",
+        "ELO.BUDGET", "1", "ELO.POPULATION", "2", "ELO.BOOTSTRAP", "0", "ELO.FINETUNE_EPOCHS", "1",
+        "ELO.FINETUNE_LR", "0.02", "MODEL.DEPTH", "2", "DATA.SYNTHETIC.NUM_TRAIN", "16", "DATA.SYNTHETIC.NUM_TEST", "8",
+        "TRAIN.BATCH_SIZE", "8", "TRAIN.STEPS_PER_EPOCH", "1", "FITNESS.CLUSTERS", "3", "TRAIN.EVAL_BATCHES", "1",
+        "STUDY.KEEP_CHECKPOINTS", "True"], validate_evolve_cfg)
+    run_evolution(cfg, run, evaluator=fake_evaluate, echo=quiet)
+    report = run_report(cfg, run, echo=quiet)
+    assert [r["key"] for r in report["runs"]] == ["final_single_rot", "final_single_col", "final_uniform",
+                                                  "final_best_random"]
+    for r in report["runs"]:
+        assert 0 <= r["finetune_top1"] <= 100 and 0 <= r["probe_top1"] <= 100 and math.isfinite(r["fitness"]), r
+    assert "| fine-tune top-1 (%) |" in (run / "report.md").read_text()
+    job = run / "jobs" / "net_final_uniform_s1"
+    summary = json.loads((job / "finetune" / "summary.json").read_text())
+    assert not summary["linear_probe"] and summary["epochs"] == 1 and summary["init_from"]
+    tuned_cfg = yaml.safe_load((job / "finetune" / "config.yaml").read_text())
+    assert tuned_cfg["OPTIM"]["LR"] == 0.02 and tuned_cfg["TASK"]["NAME"] == "cls"     # ELO.FINETUNE_LR
+    pre = torch.load(job / "checkpoint_last.pt", weights_only=True)["model"]
+    tuned = torch.load(job / "finetune" / "checkpoint_last.pt", weights_only=True)["model"]
+    probed = torch.load(job / "probe" / "checkpoint_last.pt", weights_only=True)["model"]
+    trunk = [k for k in pre if k.startswith("trunk.") and pre[k].is_floating_point()]
+    assert all(torch.equal(pre[k], probed[k]) for k in trunk)                 # the probe's trunk frozen
+    assert any(not torch.equal(pre[k], tuned[k]) for k in trunk)              # the fine-tune's trained

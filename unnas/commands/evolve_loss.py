@@ -4,7 +4,8 @@
   python tools/evolve_loss.py run --cfg experiments/elo/cifar10_mini.yaml --workers 2     # the real-data run
   python tools/evolve_loss.py run --out runs/elo/cifar10_mini --workers 2   # resume it after a kill (same candidates)
   python tools/evolve_loss.py run --tasks rot,col --strategies cmaes,random --budget 8 --population 4 --out runs/elo/rc
-  python tools/evolve_loss.py report runs/elo/cifar10_mini      # the evaluation: probes of (a)-(c), fitness vs probe
+  python tools/evolve_loss.py run --cfg experiments/elo/cifar10_mini_supernet.yaml --workers 2   # evaluate by searches
+  python tools/evolve_loss.py report runs/elo/cifar10_mini      # the evaluation: probes and fine-tunes of (a)-(c)
   python tools/evolve_loss.py status runs/elo/cifar10_mini
   python tools/train.py --cfg runs/elo/cifar10_mini/best.yaml --genotype DARTS_V2        # use the weights found
 
@@ -23,12 +24,12 @@ from unnas.cli import FLAG_KEYS, add_overrides, dispatch_subcommand, flag_overri
 PROG = "evolve_loss.py"
 COMMANDS = {
     "run": "run (or resume) the evolution, then the report; the default when no command is given",
-    "report": "the evaluation of a finished evolution: linear probes of single tasks, equal and best weights, "
-              "and the fitness-vs-probe rank correlation",
+    "report": "the evaluation of a finished evolution: linear probes (and fine-tunes) of single tasks, equal and "
+              "best weights, and the fitness-vs-probe rank correlation",
     "status": "evaluations done, running and failed per strategy",
 }
 RUN_FLAGS = {**FLAG_KEYS, "tasks": "TASK.MULTI.TASKS", "strategies": "ELO.STRATEGIES", "budget": "ELO.BUDGET",
-             "population": "ELO.POPULATION", "seed": "ELO.SEED", "epochs": "TRAIN.EPOCHS"}
+             "population": "ELO.POPULATION", "seed": "ELO.SEED", "epochs": "TRAIN.EPOCHS", "network": "ELO.NETWORK"}
 RERUN_HINT = "rerun the same command to continue (finished evaluations are kept)"
 
 
@@ -41,8 +42,11 @@ def _run_parser():
     p.add_argument("--budget", type=int, help="evaluations per strategy (ELO.BUDGET)")
     p.add_argument("--population", type=int, help="candidates per generation (ELO.POPULATION)")
     p.add_argument("--seed", type=int, help="the strategies' seed (ELO.SEED)")
+    p.add_argument("--network", choices=("fixed", "supernet"),
+                   help="what an evaluation trains (ELO.NETWORK): fixed (MODEL.GENOTYPE, the default) or supernet "
+                        "(a short DARTS search of SEARCH.EPOCHS, for a search objective)")
     p.add_argument("--genotype", help="the fixed network every evaluation trains (MODEL.GENOTYPE), default DARTS_V2")
-    p.add_argument("--epochs", type=int, help="pretraining epochs per evaluation (TRAIN.EPOCHS)")
+    p.add_argument("--epochs", type=int, help="pretraining epochs per evaluation of the fixed network (TRAIN.EPOCHS)")
     p.add_argument("--dataset", help="data set name (DATA.DATASET), default synthetic")
     p.add_argument("--data-dir", help="data set root folder (DATA.ROOT)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the evaluations (default 1)")
@@ -135,10 +139,13 @@ def cmd_run(argv) -> int:
             jobs.close()
             save_cfg(cfg, out / "config.yaml")
             e = cfg.ELO
+            from unnas.elo.evaluate import candidate_epochs
+            network = "a DARTS supernet" if e.NETWORK == "supernet" else f"network {cfg.MODEL.GENOTYPE}"
+            what = "search" if e.NETWORK == "supernet" else "pretraining"
             print(f"evolution {out}: weights of {', '.join(cfg.TASK.MULTI.TASKS)} by {', '.join(e.STRATEGIES)}, "
-                  f"{e.BUDGET} evaluations each in generations of {e.POPULATION}; network {cfg.MODEL.GENOTYPE} "
-                  f"(width {cfg.MODEL.WIDTH}, depth {cfg.MODEL.DEPTH}), {cfg.TRAIN.EPOCHS} epoch(s) per evaluation "
-                  f"on {cfg.DATA.DATASET}; {args.workers} worker(s)", flush=True)
+                  f"{e.BUDGET} evaluations each in generations of {e.POPULATION}; {network} "
+                  f"(width {cfg.MODEL.WIDTH}, depth {cfg.MODEL.DEPTH}), {candidate_epochs(cfg)} epoch(s) of {what} per "
+                  f"evaluation on {cfg.DATA.DATASET}; {args.workers} worker(s)", flush=True)
             best = run_evolution(cfg, out, args.workers, echo=lambda s: print(s, flush=True))
             print("evolution finished:")
             _print_best(best, cfg.TASK.MULTI.TASKS)

@@ -2,8 +2,9 @@
 
 The config is the fixed-genotype trainer's (``unnas/train/config.py``: what every evaluation
 trains, with ``TASK.NAME multi`` and ``TASK.MULTI.TASKS`` the tasks whose weights evolve) plus
-``ELO`` (the strategies and their budget) and ``STUDY`` (the job store's leases, as in a study:
-docs/rank_corr.md). The defaults are a tiny evolution on the embedded synthetic data that finishes
+``ELO`` (the strategies and their budget), ``STUDY`` (the job store's leases, as in a study:
+docs/rank_corr.md) and the search's ``SEARCH`` and ``ARCH`` (``unnas/search/config.py``; read
+only with ``ELO.NETWORK supernet``, when an evaluation is a short DARTS search). The defaults are a tiny evolution on the embedded synthetic data that finishes
 in minutes on 2 CPU cores; ``experiments/elo/cifar10_mini.yaml`` is the real-data run.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ _NOT_EVALUATION = ("OUT_DIR", "DEVICE", "NUM_THREADS", "LOG_PERIOD", "DATA.ROOT"
 
 
 def evolve_defaults() -> CN:
+    from unnas.search.config import search_defaults
     from unnas.train.config import train_defaults
 
     cfg = train_defaults()
@@ -45,12 +47,18 @@ def evolve_defaults() -> CN:
     cfg.ELO.CMA_SIGMA = 0.3          # CMA-ES: initial step size in [0, 1]^d, from the mean 0.5
     cfg.ELO.TOURNAMENT_SIZE = 3      # tournament selection: individuals per tournament
     cfg.ELO.EVALUATOR = "default"    # default (train, then the fitness) | fake (no training) | package.module:function
+    cfg.ELO.NETWORK = "fixed"        # what the default evaluator trains: fixed (MODEL.GENOTYPE, TRAIN.EPOCHS) |
+    #                                  supernet (a DARTS search of SEARCH.EPOCHS; the fitness and the probe read the
+    #                                  supernet trunk's features; the goal is a search objective)
     cfg.ELO.PROBE = True             # also linear-probe every evaluated trunk on the labels (report only; the
     #                                  strategies never see it): the fitness-vs-probe rank correlation
     cfg.ELO.PROBE_EPOCHS = 1
     cfg.ELO.PROBE_LR = 0.0           # the probe's OPTIM.LR; 0 = OPTIM.LR
     cfg.ELO.FINAL_EPOCHS = 0         # pretraining epochs of the report's runs (single tasks, equal weights, each
-    #                                  strategy's best); 0 = TRAIN.EPOCHS
+    #                                  strategy's best); 0 = an evaluation's (TRAIN.EPOCHS, or SEARCH.EPOCHS)
+    cfg.ELO.FINETUNE_EPOCHS = 0      # also fine-tune the report's trunks on the labels (every weight trained, as
+    #                                  tools/train.py --finetune) for this many epochs; 0 = no fine-tune
+    cfg.ELO.FINETUNE_LR = 0.0        # the fine-tune's OPTIM.LR; 0 = OPTIM.LR
     cfg.ELO.BOOTSTRAP = 1000         # bootstrap resamples of the correlation's 95% interval (0 = none)
 
     cfg.STUDY = CN()                 # the job store (unnas/study/store.py), as a study's
@@ -60,6 +68,12 @@ def evolve_defaults() -> CN:
     cfg.STUDY.JOURNAL = "wal"        # wal (one host) | delete (network file systems)
     cfg.STUDY.EPOCH_LOG = False      # print each evaluation's per-epoch lines
     cfg.STUDY.KEEP_CHECKPOINTS = False  # keep each evaluation's checkpoints once its result is recorded
+
+    search = search_defaults()       # ELO.NETWORK supernet: the search's keys (the weights' OPTIM, MODEL, DATA,
+    cfg.SEARCH = search.SEARCH       # TASK and SEED are this config's own)
+    cfg.ARCH = search.ARCH
+    cfg.SEARCH.EPOCHS = 1            # a short search per candidate
+    del cfg.SEARCH["NUM_THREADS"]    # NUM_THREADS sets the threads of every evaluation
 
     cfg.OUT_DIR = "runs/elo/synthetic"
     return cfg
@@ -101,7 +115,17 @@ def validate_evolve_cfg(cfg: CN) -> None:
     check(e.TOURNAMENT_SIZE >= 1, f"ELO.TOURNAMENT_SIZE must be >= 1, got {e.TOURNAMENT_SIZE}")
     check(e.PROBE_EPOCHS >= 1, f"ELO.PROBE_EPOCHS must be >= 1, got {e.PROBE_EPOCHS}")
     check(e.PROBE_LR >= 0, f"ELO.PROBE_LR must be >= 0 (0 = OPTIM.LR), got {e.PROBE_LR}")
-    check(e.FINAL_EPOCHS >= 0, f"ELO.FINAL_EPOCHS must be >= 0 (0 = TRAIN.EPOCHS), got {e.FINAL_EPOCHS}")
+    check(e.FINAL_EPOCHS >= 0, f"ELO.FINAL_EPOCHS must be >= 0 (0 = an evaluation's epochs), got {e.FINAL_EPOCHS}")
+    check(e.FINETUNE_EPOCHS >= 0, f"ELO.FINETUNE_EPOCHS must be >= 0 (0 = no fine-tune), got {e.FINETUNE_EPOCHS}")
+    check(e.FINETUNE_LR >= 0, f"ELO.FINETUNE_LR must be >= 0 (0 = OPTIM.LR), got {e.FINETUNE_LR}")
+    from .evaluate import evaluation_network
+    network = evaluation_network(cfg)
+    check(network.finetunes or e.FINETUNE_EPOCHS == 0,
+          f"ELO.FINETUNE_EPOCHS {e.FINETUNE_EPOCHS}: the report fine-tunes trunks through tools/train.py, which loads "
+          f"fixed networks only, not the {e.NETWORK} of ELO.NETWORK; set ELO.FINETUNE_EPOCHS 0")
+    if e.NETWORK == "supernet":
+        from .supernet import check_search_cfg
+        check_search_cfg(cfg)
     check(e.BOOTSTRAP >= 0, f"ELO.BOOTSTRAP must be >= 0, got {e.BOOTSTRAP}")
     s = cfg.STUDY
     check(s.LEASE_SECONDS > 0 and 0 < s.HEARTBEAT_SECONDS < s.LEASE_SECONDS,
@@ -109,13 +133,26 @@ def validate_evolve_cfg(cfg: CN) -> None:
     check(s.MAX_ATTEMPTS >= 1, "STUDY.MAX_ATTEMPTS must be >= 1")
     check(s.JOURNAL in ("wal", "delete"), f"STUDY.JOURNAL must be wal or delete, got {s.JOURNAL!r}")
     from .evaluate import resolve_evaluator
-    resolve_evaluator(e.EVALUATOR)
+    resolve_evaluator(e.EVALUATOR, e.NETWORK)
+
+
+def _inert_keys(cfg: CN) -> tuple:
+    """Keys that change nothing an evaluation computes, given the config's other keys: left out of
+    the fingerprint, so a run may change them and a run made before they existed keeps its
+    fingerprint. The search's keys of a fixed-network evolution; the fine-tune's without one."""
+    out = ()
+    if cfg.ELO.NETWORK == "fixed":
+        out += ("ELO.NETWORK", "SEARCH.", "ARCH.")
+    if cfg.ELO.FINETUNE_EPOCHS == 0:
+        out += ("ELO.FINETUNE_EPOCHS", "ELO.FINETUNE_LR")
+    return out
 
 
 def _evaluation_items(cfg: CN) -> dict:
     from unnas.config import _flat
+    left_out = _NOT_EVALUATION + _inert_keys(cfg)
     return {k: v for k, v in _flat(cfg).items()
-            if not any(k == n or (n.endswith(".") and k.startswith(n)) for n in _NOT_EVALUATION)}
+            if not any(k == n or (n.endswith(".") and k.startswith(n)) for n in left_out)}
 
 
 def fingerprint(cfg: CN) -> str:

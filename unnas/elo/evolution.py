@@ -23,7 +23,7 @@ from typing import Callable
 
 from unnas.config import ConfigError
 
-from .evaluate import fitness_of, resolve_evaluator
+from .evaluate import candidate_epochs, evaluator_of, fitness_of
 from .jobs import Candidate, EvolutionJobs, candidate_key
 from .strategies import build_strategy
 
@@ -51,7 +51,7 @@ def advance(name: str, cfg, jobs: EvolutionJobs) -> StrategyState:
         if not asked:
             return StrategyState(name, drawn, done, g, True)
         generation = [Candidate(candidate_key(name, g, i), name, g, i, "multi", tuple(float(v) for v in x),
-                                int(cfg.TRAIN.EPOCHS), bool(e.PROBE)) for i, x in enumerate(asked)]
+                                candidate_epochs(cfg), bool(e.PROBE)) for i, x in enumerate(asked)]
         jobs.add(generation)          # a no-op for a stored generation drawn identically, else refused
         drawn += len(generation)
         finished = [c for c in generation if states.get(c.key) == "done"]
@@ -105,7 +105,7 @@ def run_evolution(cfg, run_dir, workers: int = 1, evaluator=None, echo: Callable
     ELO.EVALUATOR string) replaces ELO.EVALUATOR. Returns ``{strategy: best history row}``."""
     from .outputs import best_of, history
 
-    train_fn = resolve_evaluator(evaluator if evaluator is not None else cfg.ELO.EVALUATOR)
+    train_fn = evaluator_of(cfg, evaluator)
     jobs = EvolutionJobs(run_dir, cfg)
 
     def register() -> bool:

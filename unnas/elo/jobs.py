@@ -11,6 +11,8 @@ trains lives in the table ``elo_candidates`` of the same file, written before it
     task TEXT              multi, or a single task (the report's single-task runs)
     weights TEXT           JSON list, the candidate as drawn (the task divides them by their sum)
     epochs, probe          pretraining epochs; whether the trunk is also linear-probed
+    finetune               fine-tuning epochs on the labels after the pretraining (0 = none; the
+                           report's runs with ELO.FINETUNE_EPOCHS), added to stores of older runs
 
 A candidate already stored must be drawn again identically when the run resumes (the strategies'
 draws are a function of the seed and the results): :meth:`EvolutionJobs.add` refuses a
@@ -28,8 +30,9 @@ from unnas.study.store import StoreError
 ARCH_ID = "net"
 _SCHEMA = """CREATE TABLE IF NOT EXISTS elo_candidates (
     key TEXT PRIMARY KEY, strategy TEXT NOT NULL, generation INTEGER NOT NULL, idx INTEGER NOT NULL,
-    task TEXT NOT NULL, weights TEXT NOT NULL, epochs INTEGER NOT NULL, probe INTEGER NOT NULL)"""
-_COLUMNS = ("key", "strategy", "generation", "idx", "task", "weights", "epochs", "probe")
+    task TEXT NOT NULL, weights TEXT NOT NULL, epochs INTEGER NOT NULL, probe INTEGER NOT NULL,
+    finetune INTEGER NOT NULL DEFAULT 0)"""
+_COLUMNS = ("key", "strategy", "generation", "idx", "task", "weights", "epochs", "probe", "finetune")
 
 
 @dataclass(frozen=True)
@@ -42,15 +45,17 @@ class Candidate:
     weights: tuple            # as drawn, in TASK.MULTI.TASKS order (empty for a single task)
     epochs: int
     probe: bool
+    finetune: int = 0         # fine-tuning epochs on the labels (the report's runs); 0 = none
 
     def row(self) -> tuple:
         return (self.key, self.strategy, self.generation, self.index, self.task, json.dumps(list(self.weights)),
-                self.epochs, int(self.probe))
+                self.epochs, int(self.probe), int(self.finetune))
 
     @classmethod
     def from_row(cls, row) -> "Candidate":
-        key, strategy, generation, idx, task, weights, epochs, probe = row
-        return cls(key, strategy, int(generation), int(idx), task, tuple(json.loads(weights)), int(epochs), bool(probe))
+        key, strategy, generation, idx, task, weights, epochs, probe, finetune = row
+        return cls(key, strategy, int(generation), int(idx), task, tuple(json.loads(weights)), int(epochs), bool(probe),
+                   int(finetune))
 
 
 def candidate_key(strategy: str, generation: int, index: int) -> str:
@@ -73,6 +78,9 @@ class EvolutionJobs:
         self.store = open_store(self.run_dir, cfg)
         with self.store.transaction() as db:
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(elo_candidates)")}
+            if "finetune" not in columns:   # a store of a run from before the fine-tune: none of its runs fine-tunes
+                db.execute("ALTER TABLE elo_candidates ADD COLUMN finetune INTEGER NOT NULL DEFAULT 0")
         self.arch = Arch(ARCH_ID, get_space(cfg.MODEL.SPACE).resolve(cfg.MODEL.GENOTYPE))
         self.fingerprint = fingerprint(cfg)
         self._register([])

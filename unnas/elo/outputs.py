@@ -3,7 +3,8 @@ files are those of an uninterrupted one; every file is written atomically): the 
 best weights after every round, TensorBoard and the pictures when the evolution finishes.
 
 * ``history.json`` / ``history.csv``: every finished evaluation (strategy, generation, index,
-  the weights as drawn and divided by their sum, fitness, probe top-1, seconds);
+  the weights as drawn and divided by their sum, fitness, probe top-1, seconds; in the JSON also
+  the derived genotype of a supernet evaluation, ``ELO.NETWORK supernet``);
 * ``best_<strategy>.yaml`` per strategy and ``best.yaml`` (the lowest fitness of all): the weights
   as a config snippet that ``tools/train.py --cfg`` and ``tools/search.py --cfg`` read;
 * ``tb/``: TensorBoard scalars ``fitness/<strategy>`` and ``weight/<strategy>/<task>`` by
@@ -46,7 +47,8 @@ def history(jobs, tasks) -> list[dict]:
         rows.append({"key": c.key, "strategy": c.strategy, "generation": c.generation, "index": c.index,
                      "weights": list(c.weights), "relative_weights": relative(c.weights), "fitness": fitness_of(r),
                      "probe_top1": r.get("probe_top1"), "diverged": bool(r.get("diverged")),
-                     "seconds": r.get("job_seconds", r.get("wall_time"))})
+                     "seconds": r.get("job_seconds", r.get("wall_time")),
+                     "derived_genotype": r.get("derived_genotype_repr")})
     return rows
 
 
