@@ -1,6 +1,9 @@
 """Zero-cost proxies (unnas/study/proxies.py): each against a plain reference written here, their
-invariances, isolation from the model and from each other, determinism."""
+invariances, isolation from the model and from each other, determinism; the fast path (shared
+passes, channels-last) against the plain reference path and against the textbook DARTS network."""
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,11 +11,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from search_spaces.darts.genotype import Genotype
 from search_spaces.darts.network import set_drop_prob
-from search_spaces.darts.ops import FactorizedReduce, factorized_phases
-from unnas.study.proxies import (PROXIES, PROXY_NAMES, build_proxy_network, compute_proxies, jacov_score,
-                                 proxies_for_genotype)
+from search_spaces.darts.ops import FactorizedReduce, ReLUConvBN, factorized_phases
+from unnas.study.proxies import (GRADIENT_PASS, PROXIES, PROXY_NAMES, NaswotKernel, build_proxy_network,
+                                 compute_proxies, jacov_score, naswot_kernel, proxies_for_genotype,
+                                 reference_proxies, score_proxies)
 from unnas.train.complexity import complexity
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from textbook_network import load_from_ours, textbook_like  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py
 
@@ -309,3 +317,120 @@ def test_registry_and_errors():
         compute_proxies(net, [(x, y)], F.cross_entropy, ["nope"])
     with pytest.raises(ValueError, match="at least one"):
         compute_proxies(net, [], F.cross_entropy, ["params"])
+
+
+# --- the fast path ------------------------------------------------------------------------------------
+
+# every op, in both cell types: Zero and FactorizedReduce at stride 2, both pools, dilated and separable
+# convs, an Identity skip; a reduction cell reading a reduction's output (FactorizedReduce preprocessing)
+EVERY_OP = Genotype(
+    normal=[("sep_conv_5x5", 0), ("dil_conv_5x5", 1), ("none", 0), ("avg_pool_3x3", 2),
+            ("max_pool_3x3", 1), ("skip_connect", 3), ("sep_conv_3x3", 4), ("dil_conv_3x3", 0)],
+    normal_concat=[2, 4, 5],
+    reduce=[("skip_connect", 0), ("none", 1), ("avg_pool_3x3", 0), ("max_pool_3x3", 1),
+            ("dil_conv_3x3", 1), ("sep_conv_3x3", 2), ("sep_conv_5x5", 1), ("skip_connect", 4)],
+    reduce_concat=[3, 4, 5])
+ZERO_COST = [n for n in PROXY_NAMES if n not in ("params", "flops")]
+
+
+def _rel(a, b):
+    return 0.0 if a == b else abs(a - b) / max(abs(a), abs(b))
+
+
+@pytest.mark.parametrize("genotype", ["DARTS_V2", EVERY_OP], ids=["darts_v2", "every_op"])
+def test_fast_path_computes_the_reference_scores(genotype):
+    """The fast path's shared passes give the reference path's numbers bit for bit; its
+    channels-last copies move them by float rounding only (at this size); and the textbook DARTS
+    network (one module per op, its own ReLU modules, NCHW) with the same weights scores the same."""
+    net = build_proxy_network(genotype, width=4, depth=3, image_size=16, num_classes=5, seed=0)
+    x, y = data(n=8, side=16, classes=5)
+    reference = reference_proxies(net, [(x, y)], F.cross_entropy, PROXY_NAMES, seed=0)
+    assert all(math.isfinite(v) for v in reference.values()), reference
+    fast = score_proxies(net, [(x, y)], F.cross_entropy, PROXY_NAMES, seed=0)
+    assert {n: s.value for n, s in fast.items()} == reference
+    assert all(s.error is None and s.seconds > 0 and s.cpu_seconds >= 0 for s in fast.values())
+    assert compute_proxies(net, [(x, y)], F.cross_entropy, PROXY_NAMES, seed=0) == reference
+    channels_last = score_proxies(net, [(x, y)], F.cross_entropy, PROXY_NAMES, seed=0,
+                                  memory_format=torch.channels_last)
+    assert {n: _rel(channels_last[n].value, reference[n]) for n in PROXY_NAMES} == \
+        pytest.approx(dict.fromkeys(PROXY_NAMES, 0.0), abs=1e-4)
+    torch.manual_seed(1)
+    textbook = textbook_like(net)
+    load_from_ours(textbook, net)
+    plain = reference_proxies(textbook, [(x, y)], F.cross_entropy, ZERO_COST, seed=0)
+    assert {n: _rel(plain[n], reference[n]) for n in ZERO_COST} == pytest.approx(dict.fromkeys(ZERO_COST, 0.0),
+                                                                                 abs=1e-4)
+
+
+def test_naswot_counts_each_op_relu_however_the_network_applies_it():
+    """A cell may compute a state's ReLU once and hand it to every op through ``after_relu``: each
+    op's ReLU still counts once per application, as when the op calls its own ReLU module."""
+    class TwoReaders(nn.Module):
+        def __init__(self, shared):
+            super().__init__()
+            self.shared = shared
+            self.a, self.b = ReLUConvBN(3, 4, 1, 1, 0), FactorizedReduce(3, 4)
+            self.relu = nn.ReLU()                     # a plain ReLU module, counted as called
+
+        def forward(self, x):
+            if self.shared:
+                r = F.relu(x)
+                ya, yb = self.a.after_relu(r), self.b.after_relu(r)
+            else:
+                ya, yb = self.a(x), self.b(x)
+            return self.relu(ya).sum((2, 3)) + yb.sum((2, 3))
+
+    x, _ = data()
+    torch.manual_seed(0)
+    separate = TwoReaders(False)
+    shared = TwoReaders(True)
+    shared.load_state_dict(separate.state_dict())
+    k_separate, k_shared = naswot_kernel(separate, x), naswot_kernel(shared, x)
+    assert torch.equal(k_separate, k_shared)
+    codes = (x > 0).reshape(len(x), -1).double()
+    ya = separate.a(x).detach().reshape(len(x), -1) > 0
+    by_hand = 2 * (codes @ codes.t() + (1 - codes) @ (1 - codes).t())     # a's and b's ReLU of x
+    by_hand += ya.double() @ ya.double().t() + (~ya).double() @ (~ya).double().t()
+    assert torch.equal(k_separate, by_hand)
+    assert "after_relu" not in vars(shared.a) and "after_relu" not in vars(shared.b)           # unwrapped again
+
+
+def test_naswot_kernel_in_blocks_is_the_float64_definition(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    acts = [torch.randn(6, 3, 5, 5, generator=g), torch.randn(6, 7, generator=g),
+            torch.randn(6, 4, 3, 3, generator=g).contiguous(memory_format=torch.channels_last)]
+    expected = torch.zeros(6, 6, dtype=torch.float64)
+    for a in acts:
+        c = (a.reshape(6, -1) > 0).double()
+        expected += c @ c.t() + (1 - c) @ (1 - c).t()
+    monkeypatch.setattr(NaswotKernel, "BLOCK", 4)       # several column blocks per activation
+    k = NaswotKernel(6, "cpu")
+    for a in acts:
+        k.add(a)
+    assert torch.equal(k.kernel, expected)
+    with pytest.raises(ValueError, match="batch of 5"):
+        k.add(torch.randn(5, 3))
+
+
+def test_a_failing_proxy_is_reported_and_the_others_go_on(monkeypatch):
+    net, (x, y) = darts(), data(classes=5)
+
+    def broken(*args):
+        raise RuntimeError("zen  broke")
+    monkeypatch.setitem(PROXIES, "zen", broken)
+    heard = []
+    scores = score_proxies(net, [(x, y)], F.cross_entropy, PROXY_NAMES, seed=0,
+                           on_score=lambda name, s: heard.append(name))
+    assert sorted(heard) == sorted(PROXY_NAMES) and list(scores) == list(PROXY_NAMES)
+    assert scores["zen"].value is None and scores["zen"].error == "RuntimeError: zen broke"
+    assert all(s.error is None and math.isfinite(s.value) for n, s in scores.items() if n != "zen")
+    with pytest.raises(RuntimeError, match="zen  broke"):
+        compute_proxies(net, [(x, y)], F.cross_entropy, ["snip", "zen"])
+
+    def no_loss(logits, targets):
+        raise ValueError("no loss")
+    scores = score_proxies(net, [(x, y)], no_loss, PROXY_NAMES, seed=0)   # the shared pass needs the loss
+    failed = {n for n, s in scores.items() if s.error}
+    assert failed == {"zen", *(GRADIENT_PASS - {"jacov", "naswot"})}
+    assert all(scores[n].error == "ValueError: no loss" for n in GRADIENT_PASS - {"jacov", "naswot"})
+    assert math.isfinite(scores["naswot"].value) and math.isfinite(scores["jacov"].value)

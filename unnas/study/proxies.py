@@ -1,11 +1,25 @@
 """Training-free ("zero-cost") proxies of an architecture's trained accuracy.
 
 ``compute_proxies(model, batches, loss_fn, names, seed=0, timings=None) -> {name: float}`` scores one
-network; ``proxies_for_genotype(genotype, batches, names, width=..., depth=..., ...)`` builds the
-project's fixed network for a DARTS genotype (seeded initialisation, no auxiliary head) and scores
-it. ``PROXIES`` maps every name to its function ``fn(net, inputs, targets, loss_fn, seed) -> float``;
-nothing branches on names. Pass a dict as ``timings`` to get each proxy's wall-clock seconds (the
-deep copy included: the cost per architecture).
+network; ``score_proxies(...) -> {name: ProxyScore}`` does the same but reports a failing proxy
+with its error and goes on (what a study calls); ``proxies_for_genotype(genotype, batches, names,
+width=..., depth=..., ...)`` builds the project's fixed network for a DARTS genotype (seeded
+initialisation, no auxiliary head) and scores it. ``PROXIES`` maps every name to its function
+``fn(net, inputs, targets, loss_fn, seed) -> float``, the plain definition; nothing branches on
+names. Pass a dict as ``timings`` to get each proxy's wall-clock seconds (the deep copies
+included: the cost per architecture).
+
+Two paths compute the same scores. :func:`reference_proxies` runs each function of ``PROXIES`` on
+its own NCHW copy with its own passes. :func:`score_proxies` (and ``compute_proxies``) shares what
+can be shared without changing a number: grad_norm, snip, fisher, naswot, jacov and grasp's
+gradient come from one copy and one forward of the loss with one backward (:data:`GRADIENT_PASS`;
+jacov's input gradient is a second backward through the same graph, grasp's Hessian-vector
+product a pass of its own on the same weights), params and l2_norm read the model without a copy,
+and naswot's kernel takes one float32 product per activation block whose integer results are
+exact. Its scores equal the reference's bit for bit (``tests/test_proxies.py``). Asked to run its
+copies channels-last (``memory_format``), it is faster on a CPU, but the scores move by float
+rounding, which a deep network at initialisation amplifies (at the release's width 16 and depth
+20: grad_norm by 2%, grasp's sign; docs/rank_corr.md, "Cost"), so a study does not.
 
 Definitions follow the papers and NASLib's implementations (``naslib/predictors/utils/pruners/
 measures/<file>.py``, automl/NASLib, which takes grad_norm, snip, grasp, fisher, synflow and jacov
@@ -36,7 +50,9 @@ Choices (each proxy as NASLib unless said here):
   (NASLib's networks are scored in train mode; fisher sets ``net.train()`` itself), with drop-path
   off and every parameter requiring gradients, under ``torch.random.fork_rng`` and deterministic
   cuDNN: the caller's weights, BN buffers, gradients, ``requires_grad`` flags, train/eval mode
-  and global RNG are untouched, so proxies cannot influence each other.
+  and global RNG are untouched, so proxies cannot influence each other (the fast path: the
+  gradient-pass proxies share one such copy, whose passes run the same whichever of them are
+  asked for; params and l2_norm only read the model).
 * ``batches`` are concatenated into one batch (NASLib's ``get_some_data``) and moved to the
   model's device. A model that returns ``(logits, aux)`` (a ``FixedNetwork`` with an auxiliary
   head, in train mode) is scored on ``logits``.
@@ -58,9 +74,12 @@ Choices (each proxy as NASLib unless said here):
 * jacov: eigenvalues by ``numpy.linalg.eigvalsh`` (the correlation matrix is symmetric; NASLib
   calls ``eig``); NaN when the correlation is undefined (a constant Jacobian row), where NASLib
   prints the exception and returns NaN.
-* naswot: codes from the input of every ``nn.ReLU`` module (an in-place ReLU's input is already
-  rectified when the hook runs; ``x > 0`` is the same code); K accumulated in float64 over all
-  ReLUs; ``slogdet``'s log-absolute-determinant (``-inf`` when K is singular, e.g. repeated images).
+* naswot: codes from the input of every application of an ``nn.ReLU`` module (an in-place ReLU's
+  input is already rectified when the hook runs; ``x > 0`` is the same code), also when a cell
+  computes a state's ReLU once and hands it to each op reading the state through the op's
+  ``after_relu`` (:func:`relu_codes`): every op's ReLU counts once, as in the textbook DARTS network
+  and NASLib's; K accumulated in float64 over all ReLUs (:class:`NaswotKernel`); ``slogdet``'s
+  log-absolute-determinant (``-inf`` when K is singular, e.g. repeated images).
 * zen: weights redrawn as Zen-NAS (Conv2d/Linear weights N(0, 1), biases 0, BatchNorm2d/GroupNorm
   affine 1/0) from ``torch.Generator(seed)`` on the device, which then draws the Gaussian input x
   and the perturbation e (the batch supplies only the shape); f is the feature map before global
@@ -85,7 +104,7 @@ import contextlib
 import copy
 import math
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -162,6 +181,16 @@ def grasp(net, inputs, targets, loss_fn, seed) -> float:
     weights = [m.weight for m in _weight_layers(net)]
     net.zero_grad(set_to_none=True)
     g = torch.autograd.grad(loss_fn(_logits(net(inputs)), targets), weights, allow_unused=True)
+    return grasp_from_gradient(net, inputs, targets, loss_fn, g)
+
+
+def grasp_from_gradient(net, inputs, targets, loss_fn, g: Sequence[torch.Tensor | None]) -> float:
+    """grasp given ``g`` = dL/dW of every weight layer (None: unused), as ``_weight_layers(net)``:
+    a second pass builds dL/dW with its graph, and ``z = sum(g * dL/dW)``'s backward leaves
+    ``H g`` in the weights' ``.grad``. Train-mode BatchNorm normalises with the batch's statistics,
+    so the running statistics the first pass updated change nothing here."""
+    weights = [m.weight for m in _weight_layers(net)]
+    net.zero_grad(set_to_none=True)
     g_f = torch.autograd.grad(loss_fn(_logits(net(inputs)), targets), weights, create_graph=True, allow_unused=True)
     z = sum((a.detach() * b).sum() for a, b in zip(g, g_f) if a is not None and b is not None)
     if not torch.is_tensor(z):
@@ -171,12 +200,31 @@ def grasp(net, inputs, targets, loss_fn, seed) -> float:
     return _sum((-w.detach() * w.grad).sum() for w in weights if w.grad is not None)
 
 
-def fisher(net, inputs, targets, loss_fn, seed) -> float:
-    saliency: dict[int, torch.Tensor] = {}
-    fan_in: dict[int, int] = {}
-    handles = []
+class FisherProbe:
+    """fisher's activation points in ``net`` (see the module doc): a forward hook keeps a copy of
+    every weight layer's output (for a ``FactorizedReduce``, its BatchNorm's input) and a tensor
+    hook on it adds ``0.5 mean_n (sum_hw z dL/dz)^2`` per channel when the gradient arrives.
+    Remove the module hooks after the forward (:meth:`remove_forward_hooks`) and the tensor hooks
+    after the loss's backward (:meth:`remove`), so that no other backward adds to the saliency."""
 
-    def capture(key: int, z: torch.Tensor) -> None:
+    def __init__(self, net: nn.Module):
+        self.saliency: dict[int, torch.Tensor] = {}
+        self.fan_in: dict[int, int] = {}
+        self.module_handles, self.tensor_handles = [], []
+        inside_reduce = set()
+        for m in net.modules():
+            if isinstance(m, FactorizedReduce):   # F.conv2d on conv_1/conv_2 weights: hook the BN's input
+                inside_reduce.update((id(m.conv_1), id(m.conv_2)))
+                self.fan_in[id(m)] = m.conv_1.weight[0].numel()
+                self.module_handles.append(m.bn.register_forward_pre_hook(
+                    lambda mod, inp, key=id(m): self._capture(key, inp[0])))
+        for m in _weight_layers(net):
+            if id(m) not in inside_reduce:
+                self.fan_in[id(m)] = m.weight[0].numel()
+                self.module_handles.append(m.register_forward_hook(
+                    lambda mod, inp, out, key=id(m): self._capture(key, out)))
+
+    def _capture(self, key: int, z: torch.Tensor) -> None:
         if not z.requires_grad:
             return
         act = z.detach().clone()
@@ -185,25 +233,31 @@ def fisher(net, inputs, targets, loss_fn, seed) -> float:
             s = act * grad
             g_nk = s.sum(dim=tuple(range(2, s.dim()))) if s.dim() > 2 else s
             d = g_nk.pow(2).mean(0).mul(0.5)
-            saliency[key] = d if key not in saliency else saliency[key] + d
-        z.register_hook(on_grad)
+            self.saliency[key] = d if key not in self.saliency else self.saliency[key] + d
+        self.tensor_handles.append(z.register_hook(on_grad))
 
-    inside_reduce = set()
-    for m in net.modules():
-        if isinstance(m, FactorizedReduce):       # F.conv2d on conv_1/conv_2 weights: hook the BN's input
-            inside_reduce.update((id(m.conv_1), id(m.conv_2)))
-            fan_in[id(m)] = m.conv_1.weight[0].numel()
-            handles.append(m.bn.register_forward_pre_hook(lambda mod, inp, key=id(m): capture(key, inp[0])))
-    for m in _weight_layers(net):
-        if id(m) not in inside_reduce:
-            fan_in[id(m)] = m.weight[0].numel()
-            handles.append(m.register_forward_hook(lambda mod, inp, out, key=id(m): capture(key, out)))
+    def remove_forward_hooks(self) -> None:
+        for h in self.module_handles:
+            h.remove()
+        self.module_handles = []
+
+    def remove(self) -> None:
+        self.remove_forward_hooks()
+        for h in self.tensor_handles:
+            h.remove()
+        self.tensor_handles = []
+
+    def score(self) -> float:
+        return _sum(self.fan_in[key] * s.abs().sum() for key, s in self.saliency.items())
+
+
+def fisher(net, inputs, targets, loss_fn, seed) -> float:
+    probe = FisherProbe(net)
     try:
         _backward_loss(net, inputs, targets, loss_fn)
     finally:
-        for h in handles:
-            h.remove()
-    return _sum(fan_in[key] * s.abs().sum() for key, s in saliency.items())
+        probe.remove()
+    return probe.score()
 
 
 def synflow(net, inputs, targets, loss_fn, seed) -> float:
@@ -240,27 +294,98 @@ def jacov(net, inputs, targets, loss_fn, seed) -> float:
     return jacov_score(x.grad.reshape(x.shape[0], -1).double().cpu().numpy())
 
 
-def naswot_kernel(net, inputs) -> torch.Tensor:
-    """Mellor et al.'s K (float64, N x N): sum over ReLU modules of ``c c^T + (1 - c)(1 - c)^T``,
-    ``c`` the binary code ``input > 0`` of each sample, i.e. ``N_A - Hamming(c_i, c_j)``."""
-    n = inputs.shape[0]
-    kernel = torch.zeros(n, n, dtype=torch.float64, device=inputs.device)
+def _owned_relu(m: nn.Module) -> nn.ReLU | None:
+    """The ReLU module that ``m`` applies first and whose output ``m.after_relu(r)`` takes instead
+    (the ops' convention in ``search_spaces/darts/ops.py``: a cell computes a state's ReLU once and
+    hands it to every op reading the state); None when ``m`` has no such method."""
+    if not callable(getattr(m, "after_relu", None)):
+        return None
+    first = m[0] if isinstance(m, nn.Sequential) and len(m) else getattr(m, "relu", None)
+    return first if isinstance(first, nn.ReLU) else None
 
-    def hook(module, inp, out):
-        a = inp[0].detach()
-        if a.shape[0] != n:
-            raise ValueError(f"naswot: a ReLU saw a batch of {a.shape[0]}, not the {n} inputs")
-        c = (a.reshape(n, -1) > 0).to(torch.float64)
-        kernel.add_(c @ c.t()).add_((1.0 - c) @ (1.0 - c).t())
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
+@contextlib.contextmanager
+def relu_codes(net: nn.Module, record: Callable[[torch.Tensor], None]):
+    """Call ``record(a)`` with the input ``a`` of every application of a ``nn.ReLU`` module of ``net``
+    during the block, however the network applies it: a ReLU module called as a module, or one
+    whose owner (a module with ``after_relu``, see :func:`_owned_relu`) is handed the rectified
+    state ``r = relu(a)`` through ``after_relu(r)``: then ``record(r)``, which has the same code
+    (``r > 0`` exactly where ``a > 0``). Each op counts its own ReLU once per application, as the
+    textbook DARTS network, whose ops all call their own ``nn.ReLU`` (NASLib's networks too), so the
+    score does not depend on whether the network shares one ReLU between the ops reading a state."""
+    handles, wrapped = [], []
+    owned = set()
+    for m in net.modules():
+        relu = _owned_relu(m)
+        if relu is None:
+            continue
+        owned.add(id(relu))
+        inside = [0]          # > 0 while m runs as a module: its forward's own after_relu call is the same ReLU
+
+        def pre(mod, inp, inside=inside):
+            inside[0] += 1
+            record(inp[0])
+
+        def post(mod, inp, out, inside=inside):
+            inside[0] -= 1
+
+        def after_relu(r, inside=inside, original=m.after_relu):
+            if not inside[0]:
+                record(r)
+            return original(r)
+        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+        m.after_relu = after_relu                 # an instance attribute, deleted below
+        wrapped.append(m)
+    for m in net.modules():
+        if isinstance(m, nn.ReLU) and id(m) not in owned:
+            handles.append(m.register_forward_pre_hook(lambda mod, inp: record(inp[0])))
     try:
-        with torch.no_grad():
-            net(inputs)
+        yield
     finally:
         for h in handles:
             h.remove()
-    return kernel
+        for m in wrapped:
+            del m.after_relu
+
+
+class NaswotKernel:
+    """Mellor et al.'s K (float64, N x N) accumulated over ReLU applications: ``c c^T + (1 - c)(1 -
+    c)^T`` for the binary codes ``c = a > 0`` of the N samples, i.e. ``N_A - Hamming(c_i, c_j)``,
+    computed as ``N_A - |c_i| - |c_j| + 2 c_i . c_j`` with one float32 product: every partial sum
+    is an integer below 2^24 (columns are taken in blocks of at most ``BLOCK``), so float32 holds
+    it exactly and K is the same integers as the float64 products of the definition."""
+
+    BLOCK = 1 << 23
+
+    def __init__(self, n: int, device):
+        self.n = n
+        self.kernel = torch.zeros(n, n, dtype=torch.float64, device=device)
+
+    def add(self, a: torch.Tensor) -> None:
+        a = a.detach()
+        if a.shape[0] != self.n:
+            raise ValueError(f"naswot: a ReLU saw a batch of {a.shape[0]}, not the {self.n} inputs")
+        if a.dim() == 4 and not a.is_contiguous() and a.is_contiguous(memory_format=torch.channels_last):
+            a = a.permute(0, 2, 3, 1)             # a view: the order of a code's units does not matter
+        codes = a.reshape(self.n, -1) > 0
+        for start in range(0, codes.shape[1], self.BLOCK):
+            c = codes[:, start:start + self.BLOCK].to(torch.float32)
+            ones = c.sum(1, dtype=torch.float64)
+            units = float(c.shape[1])
+            self.kernel.add_((c @ c.t()).to(torch.float64).mul_(2.0)).add_(units)
+            self.kernel.sub_(ones[:, None]).sub_(ones[None, :])
+
+    def score(self) -> float:
+        return float(np.linalg.slogdet(self.kernel.cpu().numpy())[1])
+
+
+def naswot_kernel(net, inputs) -> torch.Tensor:
+    """Mellor et al.'s K (float64, N x N) of ``net`` on ``inputs``: :class:`NaswotKernel` over the
+    inputs of every ReLU application (:func:`relu_codes`) in one forward pass."""
+    k = NaswotKernel(inputs.shape[0], inputs.device)
+    with relu_codes(net, k.add), torch.no_grad():
+        net(inputs)
+    return k.kernel
 
 
 def naswot(net, inputs, targets, loss_fn, seed) -> float:
@@ -345,8 +470,9 @@ PROXY_NAMES = tuple(PROXIES)
 # entry points
 
 @contextlib.contextmanager
-def _isolated(model: nn.Module, device: torch.device):
-    """A train-mode deep copy with drop-path off, under a forked RNG and deterministic cuDNN."""
+def _isolated(model: nn.Module, device: torch.device, memory_format: torch.memory_format = torch.contiguous_format):
+    """A train-mode deep copy with drop-path off, under a forked RNG and deterministic cuDNN, its
+    4-d weights in ``memory_format``."""
     cudnn = torch.backends.cudnn
     saved = (cudnn.deterministic, cudnn.benchmark)
     devices = [device.index if device.index is not None else torch.cuda.current_device()] \
@@ -355,6 +481,8 @@ def _isolated(model: nn.Module, device: torch.device):
         cudnn.deterministic, cudnn.benchmark = True, False
         try:
             net = copy.deepcopy(model)
+            if memory_format != torch.contiguous_format:
+                net.to(memory_format=memory_format)
             net.train()
             set_drop_prob(net, 0.0)
             net.requires_grad_(True)
@@ -388,13 +516,16 @@ def _check_names(names) -> list[str]:
     return names
 
 
-def compute_proxies(model: nn.Module, batches: Sequence, loss_fn: LossFn, names: Iterable[str] = PROXY_NAMES,
-                    seed: int = 0, timings: dict | None = None) -> dict[str, float]:
-    """``{name: score}`` of ``model`` for each proxy in ``names`` (see the module doc).
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    ``batches``: ``(inputs, targets)`` pairs, concatenated into one batch; ``loss_fn(logits,
-    targets)`` a scalar. The model is never modified. When ``timings`` is a dict, it receives
-    ``{name: seconds}`` (wall clock, including the model's copy)."""
+
+def reference_proxies(model: nn.Module, batches: Sequence, loss_fn: LossFn, names: Iterable[str] = PROXY_NAMES,
+                      seed: int = 0, timings: dict | None = None) -> dict[str, float]:
+    """The plain path: every proxy of ``names`` by its own function of :data:`PROXIES` on its own
+    NCHW copy of ``model``, with its own passes. :func:`compute_proxies` computes the same scores
+    faster; this one is its reference (tests, ``benchmarks/proxy_costs.py --path plain``)."""
     names = _check_names(names)
     device = _device_of(model)
     inputs, targets = _joined(batches, device)
@@ -404,11 +535,175 @@ def compute_proxies(model: nn.Module, batches: Sequence, loss_fn: LossFn, names:
         with _isolated(model, device) as net:
             scores[name] = float(PROXIES[name](net, inputs, targets, loss_fn, seed))
             del net
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        _sync(device)
         if timings is not None:
             timings[name] = time.perf_counter() - t0
     return scores
+
+
+# ---------------------------------------------------------------------------------------------------
+# the fast path: what several proxies share is computed once
+
+# One forward of the loss and its backward, on one copy, serve these proxies: they all read the
+# network at the same initialisation, in train mode, on the same batch (fisher's and naswot's hooks
+# only read activations; jacov's input gradient is a second backward through the same graph, taken
+# after the loss's; grasp's g is the loss's gradient, its Hessian-vector product a pass of its own).
+GRADIENT_PASS = frozenset({"grad_norm", "snip", "fisher", "grasp", "jacov", "naswot"})
+_LOSS_GRADIENT = frozenset({"grad_norm", "snip", "fisher", "grasp"})
+# read from the weights or counted without running the network: no copy (flops copies by itself)
+_NO_COPY = frozenset({"params", "l2_norm"})
+
+
+class ProxyScore(NamedTuple):
+    """One proxy's outcome: ``value`` (None when it raised), wall-clock ``seconds`` and the process's
+    ``cpu_seconds`` (a pass several proxies share is divided equally among them; CPU seconds say
+    what it cost on a machine shared with other work), ``error`` (``"Type: message"``) and the exception."""
+    value: float | None
+    seconds: float
+    error: str | None = None
+    exception: BaseException | None = None
+    cpu_seconds: float = 0.0
+
+
+def _failure(exc: Exception, elapsed: tuple[float, float]) -> ProxyScore:
+    return ProxyScore(None, elapsed[0], f"{type(exc).__name__}: {' '.join(str(exc).split())}", exc, elapsed[1])
+
+
+def _clock() -> tuple[float, float]:
+    """(wall, process CPU) seconds, for :func:`_since`."""
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float], share: int = 1) -> tuple[float, float]:
+    return (time.perf_counter() - start[0]) / share, (time.process_time() - start[1]) / share
+
+
+def _gradient_pass(model, device, memory_format, inputs, targets, loss_fn, wanted: Sequence[str]) -> dict:
+    """The :data:`GRADIENT_PASS` proxies of ``wanted``, from one copy of ``model``: ``{name: ProxyScore}``.
+    The same passes run whichever of them are asked for, so a score does not depend on its company."""
+    out: dict[str, ProxyScore] = {}
+    own: dict[str, tuple[float, float]] = {}
+    t0 = _clock()
+    with _isolated(model, device, memory_format) as net:
+        probe = kernel = None
+        loss_error = None
+        try:
+            x = inputs.detach().clone().requires_grad_(True)   # for jacov; always, so the pass is always the same
+            kernel = NaswotKernel(x.shape[0], x.device) if "naswot" in wanted else None
+            probe = FisherProbe(net) if "fisher" in wanted else None
+            with relu_codes(net, kernel.add) if kernel is not None else contextlib.nullcontext():
+                try:
+                    logits = _logits(net(x))
+                finally:
+                    if probe is not None:
+                        probe.remove_forward_hooks()
+            if _LOSS_GRADIENT.intersection(wanted):
+                try:
+                    loss_fn(logits, targets).backward(retain_graph="jacov" in wanted)
+                except Exception as exc:   # the proxies of the loss fail; jacov and naswot need none
+                    loss_error = exc
+            if probe is not None:
+                probe.remove()                     # jacov's backward must not add to fisher's saliency
+            _sync(device)
+        except Exception as exc:   # the forward failed: so did every proxy of the pass
+            if probe is not None:
+                probe.remove()
+            return {name: _failure(exc, _since(t0, len(wanted))) for name in wanted}
+        shared = _since(t0, len(wanted))
+        weights = [m.weight for m in _weight_layers(net)]
+        finishers = {
+            "grad_norm": lambda: _sum(w.grad.norm() for w in weights if w.grad is not None),
+            "snip": lambda: _sum((w.grad * w).abs().sum() for w in weights if w.grad is not None),
+            "fisher": lambda: probe.score(),
+            "naswot": lambda: kernel.score(),
+            "jacov": lambda: jacov_score(torch.autograd.grad(logits, x, torch.ones_like(logits))[0]
+                                         .reshape(x.shape[0], -1).double().cpu().numpy()),
+        }
+        order = [n for n in wanted if n != "grasp"] + (["grasp"] if "grasp" in wanted else [])
+        for name in order:                         # grasp last: it replaces the weights' gradients
+            t = _clock()
+            try:
+                if loss_error is not None and name in _LOSS_GRADIENT:
+                    raise loss_error
+                if name == "grasp":
+                    g = [None if w.grad is None else w.grad.detach().clone() for w in weights]
+                    del logits                     # the first graph (jacov is done): memory for the second
+                    value = grasp_from_gradient(net, x.detach(), targets, loss_fn, g)
+                else:
+                    value = finishers[name]()
+                _sync(device)
+                out[name] = ProxyScore(float(value), 0.0)
+            except Exception as exc:               # one proxy failing must not stop the others
+                out[name] = _failure(exc, (0.0, 0.0))
+            own[name] = _since(t)
+    return {name: out[name]._replace(seconds=own[name][0] + shared[0], cpu_seconds=own[name][1] + shared[1])
+            for name in wanted}
+
+
+def score_proxies(model: nn.Module, batches: Sequence, loss_fn: LossFn, names: Iterable[str] = PROXY_NAMES,
+                  seed: int = 0, on_score: Callable[[str, ProxyScore], None] | None = None,
+                  memory_format: torch.memory_format | None = None) -> dict[str, ProxyScore]:
+    """``{name: ProxyScore}`` of ``model`` for each proxy in ``names``: the scores of
+    :func:`reference_proxies`, bit for bit, computed faster: the proxies of :data:`GRADIENT_PASS`
+    share one copy and one forward/backward pass; params and l2_norm read the model without a copy.
+    ``memory_format`` ``torch.channels_last`` runs the copies channels-last (faster on a CPU, but
+    the scores then move by float rounding, which a deep network at initialisation amplifies:
+    docs/rank_corr.md, "Cost"); default NCHW. A proxy that raises is reported with its error and the
+    others go on; ``on_score(name, score)`` hears each as soon as it is known. The model, its
+    gradients and the global RNG are left as they were."""
+    names = _check_names(names)
+    device = _device_of(model)
+    inputs, targets = _joined(batches, device)
+    fmt = torch.contiguous_format if memory_format is None else memory_format
+    if inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=fmt)
+    scores: dict[str, ProxyScore] = {}
+
+    def report(name, score):
+        scores[name] = score
+        if on_score is not None:
+            on_score(name, score)
+
+    gradient = [n for n in names if n in GRADIENT_PASS]
+    for name in names:
+        if name in scores:
+            continue
+        if name in GRADIENT_PASS:
+            for n, score in _gradient_pass(model, device, fmt, inputs, targets, loss_fn, gradient).items():
+                report(n, score)
+            continue
+        t0 = _clock()
+        try:
+            if name in _NO_COPY or (name == "flops" and isinstance(model, FixedNetwork)):
+                with torch.no_grad():
+                    value = PROXIES[name](model, inputs, targets, loss_fn, seed)
+            else:
+                with _isolated(model, device, fmt if name != "flops" else torch.contiguous_format) as net:
+                    value = PROXIES[name](net, inputs, targets, loss_fn, seed)
+                    del net
+            _sync(device)
+            wall, cpu = _since(t0)
+            report(name, ProxyScore(float(value), wall, cpu_seconds=cpu))
+        except Exception as exc:                   # one proxy failing must not stop the others
+            report(name, _failure(exc, _since(t0)))
+    return {name: scores[name] for name in names}
+
+
+def compute_proxies(model: nn.Module, batches: Sequence, loss_fn: LossFn, names: Iterable[str] = PROXY_NAMES,
+                    seed: int = 0, timings: dict | None = None) -> dict[str, float]:
+    """``{name: score}`` of ``model`` for each proxy in ``names`` (see the module doc), by
+    :func:`score_proxies`; raises the first proxy's exception if one failed.
+
+    ``batches``: ``(inputs, targets)`` pairs, concatenated into one batch; ``loss_fn(logits,
+    targets)`` a scalar. The model is never modified. When ``timings`` is a dict, it receives
+    ``{name: seconds}`` (wall clock, including the model's copy; shared passes divided equally)."""
+    scores = score_proxies(model, batches, loss_fn, names, seed)
+    for score in scores.values():
+        if score.exception is not None:
+            raise score.exception
+    if timings is not None:
+        timings.update({name: score.seconds for name, score in scores.items()})
+    return {name: score.value for name, score in scores.items()}
 
 
 def build_proxy_network(genotype, *, width: int, depth: int, stem: str = "auto", image_size: int = 32,
