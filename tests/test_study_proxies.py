@@ -12,9 +12,10 @@ from unnas.commands import rank_corr as tool
 from unnas.study import proxies as proxy_defs
 from unnas.study.analysis import beats, load_study_cfg, mark_beats
 from unnas.study.baselines import genotype_complexity
-from unnas.study.proxy_study import (ProxyScorer, analysis_proxies, compute_missing, open_cache, proxy_settings)
+from unnas.study.proxy_study import (SCORES_FILE_META, ProxyScorer, analysis_proxies, compute_missing, export_scores,
+                                     import_scores, open_cache, proxy_settings, scores_files, shard_archs, shard_file)
 from unnas.study.runner import open_store
-from unnas.study.store import SCHEMA_VERSION, Store
+from unnas.study.store import SCHEMA_VERSION, Store, StoreError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,14 +33,14 @@ def _rows(run):
 
 
 def _counting(monkeypatch):
-    """Count the zero-cost proxy evaluations (every one goes through compute_proxies)."""
+    """Count the zero-cost proxy evaluations (a study computes every one through score_proxies)."""
     calls = []
-    real = proxy_defs.compute_proxies
+    real = proxy_defs.score_proxies
 
-    def counted(model, batches, loss_fn, names, seed=0, timings=None):
+    def counted(model, batches, loss_fn, names, *args, **kwargs):
         calls.extend(names)
-        return real(model, batches, loss_fn, names, seed, timings)
-    monkeypatch.setattr(proxy_defs, "compute_proxies", counted)
+        return real(model, batches, loss_fn, names, *args, **kwargs)
+    monkeypatch.setattr(proxy_defs, "score_proxies", counted)
     return calls
 
 
@@ -219,3 +220,100 @@ def test_a_version_1_store_gains_the_proxy_tables(tmp_path):
         assert [(r["name"], r["value"]) for r in store.proxy_rows("k")] == [("jacov", None), ("naswot", -math.inf)]
     finally:
         store.close()
+
+
+# ---- portable scores and shards --------------------------------------------------------------------------
+def test_shards_partition_the_architectures():
+    archs = list(range(23))
+    for n in (1, 2, 3, 7, 30):
+        parts = [shard_archs(archs, (i, n)) for i in range(n)]
+        assert sorted(a for p in parts for a in p) == archs            # complete, and disjoint (no repeats)
+        assert all(p == archs[i::n] for i, p in enumerate(parts))      # index i mod n
+    assert shard_archs(archs, None) == archs
+    assert shard_file("results/proxies/zc.jsonl", (1, 4)).as_posix() == "results/proxies/zc.shard1of4.jsonl"
+    assert shard_file("results/proxies/zc.jsonl", None).as_posix() == "results/proxies/zc.jsonl"
+
+
+def test_exported_scores_restore_a_fresh_store_that_then_computes_nothing(scored, tmp_path, run_cli, monkeypatch):
+    """The scores file round-trips every stored row (value, seconds to the ms, error; NaN and -inf
+    too); a fresh study given it computes nothing, and its own export is the same file."""
+    store = open_store(scored)
+    try:
+        cache = open_cache(store, load_study_cfg(scored))
+        rows = {(r["arch_id"], r["name"]): r for r in cache.rows()}
+        file = tmp_path / "results" / "proxies" / "tiny.jsonl"
+        assert export_scores(store, cache, file, store.archs()) == 6 * 11
+        assert import_scores(store, file) == 0                           # nothing missing: nothing imported
+    finally:
+        store.close()
+    text = file.read_text()
+    assert len(text.splitlines()) == 1 + 6 * 11 and json.loads(text.splitlines()[0])["settings"] == cache.key
+    fresh = tmp_path / "fresh"
+    calls = _counting(monkeypatch)
+    rc, out, err = run_cli(tool.main, ["proxies", "--out", str(fresh), *TINY, "--scores-file", str(file)])
+    assert rc == 0, err
+    assert calls == [] and "imported 66 scores" in out and "0 architectures need scores" in out
+    restored = {(r[0], r[1]): r for r in _rows(fresh)}
+    assert set(restored) == set(rows)
+    for (arch_id, name), r in rows.items():
+        assert restored[arch_id, name][3] == r["value"] and restored[arch_id, name][4] == r["error"]
+    assert file.read_text() == text                                     # written back unchanged
+    store = open_store(fresh)
+    assert store.get_meta(SCORES_FILE_META) == str(file)                 # remembered: `proxies DIR` reuses it
+    store.close()
+    # odd values survive: NaN (stored as NULL), -inf, a failed score with its error
+    store = open_store(fresh)
+    try:
+        archs = store.archs()
+        store.put_proxy(archs[0].id, "jacov", cache.key, math.nan, 0.25)
+        store.put_proxy(archs[0].id, "naswot", cache.key, -math.inf, 0.5)
+        store.put_proxy(archs[1].id, "zen", cache.key, None, 0.125, "ValueError: math domain error")
+        export_scores(store, open_cache(store, load_study_cfg(fresh)), file, archs)
+    finally:
+        store.close()
+    other = tmp_path / "other"
+    rc, out, err = run_cli(tool.main, ["proxies", "--out", str(other), *TINY, "--scores-file", str(file)])
+    assert rc == 0 and "0 architectures need scores" in out, err
+    got = {(r[0], r[1]): r for r in _rows(other)}
+    assert got[archs[0].id, "jacov"][3] is None and got[archs[0].id, "naswot"][3] == -math.inf
+    assert got[archs[1].id, "zen"][3:] == (None, "ValueError: math domain error")
+
+
+def test_shards_write_their_own_files_and_a_fresh_clone_continues_from_them(tmp_path, run_cli, monkeypatch):
+    file = tmp_path / "results" / "zc.jsonl"
+    names = ["--names", "l2_norm,synflow"]
+    for i in range(2):   # two machines, each with its own run directory (nothing shared but the files)
+        rc, out, err = run_cli(tool.main, ["proxies", "--out", str(tmp_path / f"m{i}"), *TINY, *names,
+                                           "--shard", f"{i}/2", "--scores-file", str(file)])
+        assert rc == 0, err
+        assert f"(3 in shard {i}/2)" in out and f"wrote 6 scores to {shard_file(file, (i, 2))}" in out
+    assert not file.exists() and scores_files(file) == [shard_file(file, (0, 2)), shard_file(file, (1, 2))]
+    ids = [sorted(json.loads(line)["arch_id"] for line in shard_file(file, (i, 2)).read_text().splitlines()
+                  if "arch_id" in line) for i in range(2)]
+    assert not set(ids[0]) & set(ids[1]) and len(set(ids[0]) | set(ids[1])) == 6
+    calls = _counting(monkeypatch)
+    rc, out, err = run_cli(tool.main, ["proxies", "--out", str(tmp_path / "clone"), *TINY, *names,
+                                       "--scores-file", str(file)])
+    assert rc == 0, err
+    assert calls == [] and "imported 12 scores" in out and f"wrote 12 scores to {file}" in out
+    clone = _rows(tmp_path / "clone")
+    assert len(clone) == 12 and set(clone) == set(_rows(tmp_path / "m0")) | set(_rows(tmp_path / "m1"))
+
+
+def test_another_studys_scores_are_refused(scored, tmp_path, run_cli):
+    store = open_store(scored)
+    try:
+        file = tmp_path / "scores.jsonl"
+        export_scores(store, open_cache(store, load_study_cfg(scored)), file, store.archs())
+    finally:
+        store.close()
+    rc, _, err = run_cli(tool.main, ["proxies", "--out", str(tmp_path / "run"), *TINY, "STUDY.SAMPLE_SEED", "5",
+                                     "--scores-file", str(file)])
+    assert rc == 2 and "has another genotype in this study" in err
+    file.write_text("not json\n")
+    with pytest.raises(StoreError, match="scores.jsonl:1: not a line of exported proxy scores"):
+        store = Store(tmp_path / "s.sqlite")
+        try:
+            import_scores(store, file)
+        finally:
+            store.close()

@@ -338,6 +338,12 @@ def _proxies_parser():
                    help="drop the stored scores of these proxies (--names) and settings first, and compute them again")
     p.add_argument("--retry-failed", action="store_true",
                    help="compute again the scores whose proxy raised (stored as NaN with the error)")
+    p.add_argument("--shard", help="i/n: score only the architectures whose index (in id order) is i mod n, so n "
+                                   "machines or processes split the study")
+    p.add_argument("--scores-file", help="JSON lines of the study's scores to keep in git (e.g. results/proxies/"
+                                         "NAME.jsonl): the scores it and its shards' files hold that the store lacks are "
+                                         "imported first, and the store's are written back at the end (a --shard i/n "
+                                         "run writes NAME.shard<i>of<n>.jsonl); remembered by the study")
     add_overrides(p, "NUM_THREADS 1")
     return p
 
@@ -362,7 +368,9 @@ def cmd_proxies(argv) -> int:
 def _cmd_proxies(args, run_dir) -> int:
     with user_errors(PROG, "rerun the same command to continue (stored scores are kept)"):
         from unnas.config import ConfigError
-        from unnas.study.proxy_study import compute_missing, open_cache, summary_tables
+        from unnas.study.jobs import parse_shard
+        from unnas.study.proxy_study import (SCORES_FILE_META, compute_missing, export_scores, import_scores,
+                                             open_cache, shard_archs, shard_file, summary_tables)
         from unnas.study.runner import open_store, prepare_study, resolve_archs, store_path
         from unnas.study.trainers import resolve_trainer
         from unnas.utils.io import atomic_write_text
@@ -398,28 +406,42 @@ def _cmd_proxies(args, run_dir) -> int:
             store.close()
         else:
             archs = resolve_archs(cfg)
+        shard = parse_shard(args.shard)
         store, new = prepare_study(cfg, out, archs)
         try:
             archs = store.archs()
             names = list(cfg.STUDY.PROXIES)
             cache = open_cache(store, cfg)
+            if args.scores_file:
+                store.set_meta(SCORES_FILE_META, args.scores_file)
+            scores_file = args.scores_file or store.get_meta(SCORES_FILE_META)
+            if scores_file:
+                n = import_scores(store, scores_file)
+                print(f"imported {n} scores the store lacked from {scores_file} and its shards' files")
             if args.recompute or args.retry_failed:
                 n = store.delete_proxies(cache.key, names, failed_only=not args.recompute)
                 print(f"dropped {n} stored {'' if args.recompute else 'failed '}scores of {', '.join(names)} "
                       f"(settings {cache.key})")
+            mine = shard_archs(archs, shard)
             s = cache.description
             done = cache.done()
-            todo = sum(1 for a in archs if set(names) - done.get(a.id, set()))
-            print(f"study {out}{' (created, no training)' if not exists else ''}: {len(archs)} architectures x "
+            todo = sum(1 for a in mine if set(names) - done.get(a.id, set()))
+            print(f"study {out}{' (created, no training)' if not exists else ''}: {len(archs)} architectures"
+                  + (f" ({len(mine)} in shard {shard[0]}/{shard[1]})" if shard else "") + f" x "
                   f"{len(names)} proxies ({', '.join(names)}); {todo} architectures need scores; the "
                   f"{s['task']} network at width {s['MODEL']['WIDTH']}, depth {s['MODEL']['DEPTH']}, "
                   f"{s['batch_size']} training images of {s['DATA']['DATASET']}, seed {s['seed']} "
                   f"(settings {cache.key})", flush=True)
             try:
-                stats = compute_missing(store, cfg, archs, names, results=store.results(), time_limit=args.time_limit,
+                stats = compute_missing(store, cfg, mine, names, results=store.results(), time_limit=args.time_limit,
                                         echo=lambda line: print(line, flush=True))
             except KeyboardInterrupt:
                 raise _Interrupted() from None
+            finally:
+                if scores_file:   # also after an interruption: what was computed reaches the file
+                    written = shard_file(scores_file, shard)
+                    n = export_scores(store, cache, written, mine)
+                    print(f"wrote {n} scores to {written}", flush=True)
             md, scores, secs = summary_tables(cache, archs, names)
         finally:
             store.close()

@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -184,37 +185,56 @@ class ProxyScorer:
         return net.to(self.device), x0
 
     def score(self, genotype, names: Sequence[str], recorded: dict | None = None,
-              on_score: Callable[[str, float | None, float | None, str | None], None] | None = None) -> dict[str, float]:
+              on_score: Callable[[str, float | None, float | None, str | None], None] | None = None,
+              reference: bool = False, cpu_timings: dict | None = None, memory_format=None) -> dict[str, float]:
         """Every proxy of ``names`` for ``genotype``: ``{name: seconds}``; each score goes to
         ``on_score(name, value, seconds, error)`` as soon as it is known. ``recorded``:
-        ``{"params": n, "flops": n}`` a job recorded (used instead of computing)."""
+        ``{"params": n, "flops": n}`` a job recorded (used instead of computing). The zero-cost
+        proxies run on :func:`unnas.study.proxies.score_proxies` (shared passes; ``memory_format``
+        as there), or with ``reference`` on its plain reference path, one proxy at a time. ``cpu_timings`` (a dict) receives each proxy's process CPU seconds."""
         from search_spaces.darts.network import count_params
 
+        from . import proxies as defs
         from .baselines import network_complexity
-        from .proxies import compute_proxies
 
         recorded = recorded or {}
         net, x0 = self.network(genotype)
         timings: dict = {}
-        for name in names:
-            t = time.perf_counter()
-            value = error = None
-            try:
-                if name in recorded:
-                    value = float(recorded[name])
-                elif name == "params":
-                    value = float(count_params(net) - count_params(net.aux_head))
-                elif name == "flops":
-                    value = network_complexity(net, x0)["macs"]
-                else:
-                    value = compute_proxies(net, self.batch, self.task.loss, [name], seed=self.seed)[name]
-            except Exception as exc:   # one proxy failing must not stop the others; recorded with its error
-                error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-                log.warning("proxy %s failed: %s", name, error)
-            seconds = None if name in recorded else time.perf_counter() - t
+
+        def report(name, value, seconds, error, cpu=0.0):
             timings[name] = seconds or 0.0
+            if cpu_timings is not None:
+                cpu_timings[name] = cpu
+            if error:
+                log.warning("proxy %s failed: %s", name, error)
             if on_score is not None:
                 on_score(name, value, seconds, error)
+
+        def compute(name, fn):
+            wall, cpu = time.perf_counter(), time.process_time()
+            value = error = None
+            try:
+                value = fn()
+            except Exception as exc:   # one proxy failing must not stop the others; recorded with its error
+                error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            report(name, value, time.perf_counter() - wall, error, time.process_time() - cpu)
+
+        zero_cost = []
+        for name in names:
+            if name in recorded:
+                report(name, float(recorded[name]), None, None)
+            elif name == "params":
+                compute(name, lambda: float(count_params(net) - count_params(net.aux_head)))
+            elif name == "flops":
+                compute(name, lambda: network_complexity(net, x0)["macs"])
+            elif reference:
+                compute(name, lambda name=name: defs.reference_proxies(net, self.batch, self.task.loss, [name],
+                                                                        seed=self.seed)[name])
+            else:
+                zero_cost.append(name)
+        if zero_cost:
+            defs.score_proxies(net, self.batch, self.task.loss, zero_cost, seed=self.seed, memory_format=memory_format,
+                               on_score=lambda name, s: report(name, s.value, s.seconds, s.error, s.cpu_seconds))
         return timings
 
 
@@ -301,6 +321,140 @@ def compute_missing(store, cfg, archs: Sequence[Arch], names: Sequence[str], *, 
         torch.set_num_threads(old_threads)
         stats["seconds"] = time.perf_counter() - t_start
     return stats
+
+
+# ---- shards and portable scores ------------------------------------------------------------------------
+SCORES_FILE_META = "proxy_scores_file"       # the store remembers the scores file a `proxies` run was given
+
+
+def shard_archs(archs: Sequence[Arch], shard: tuple[int, int] | None) -> list[Arch]:
+    """The architectures of shard ``(i, n)``: those whose index in ``archs`` (the store's order, by
+    id) is ``i`` mod ``n``; all of them for None. Shards ``0/n`` to ``n-1/n`` partition ``archs``."""
+    if shard is None:
+        return list(archs)
+    i, n = shard
+    return [a for k, a in enumerate(archs) if k % n == i]
+
+
+def shard_file(path: str | Path, shard: tuple[int, int] | None) -> Path:
+    """Where a run of ``shard`` writes its scores: ``path`` itself unsharded, else the sibling
+    ``<stem>.shard<i>of<n><suffix>`` (one file per shard, so machines committing their shards never
+    edit the same file)."""
+    path = Path(path)
+    return path if shard is None else path.with_name(f"{path.stem}.shard{shard[0]}of{shard[1]}{path.suffix}")
+
+
+def scores_files(path: str | Path) -> list[Path]:
+    """``path`` and its shards' files (:func:`shard_file`) that exist, ``path`` first."""
+    path = Path(path)
+    shards = sorted(path.parent.glob(f"{path.stem}.shard*of*{path.suffix}")) if path.parent.is_dir() else []
+    return [p for p in [path, *shards] if p.is_file()]
+
+
+def _genotype_digest(genotype) -> str:
+    from .archs import genotype_key
+    return hashlib.sha1(genotype_key(genotype).encode()).hexdigest()[:12]
+
+
+def _encode(value: float | None):
+    """A score as JSON: a number, null (NaN or failed, as the store keeps it), "inf" or "-inf"."""
+    if value is None or value != value:
+        return None
+    return str(value) if math.isinf(value) else value
+
+
+def _decode(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in ("inf", "-inf"):
+            raise ValueError(f"score {value!r}")
+        return float(value)
+    return float(value)
+
+
+def _read_scores(path: Path) -> tuple[dict[str, dict], dict[tuple[str, str, str], dict]]:
+    """``(descriptions {settings: dict}, rows {(settings, arch_id, name): row})`` of a scores file;
+    a line that is neither raises :class:`~unnas.study.store.StoreError` naming it."""
+    from .store import StoreError
+
+    descriptions, rows = {}, {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if "arch_id" not in row:
+                descriptions[str(row["settings"])] = dict(row["description"])
+                continue
+            key = (str(row["settings"]), str(row["arch_id"]), str(row["name"]))
+            row["value"] = _decode(row.get("value"))
+            str(row["genotype"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise StoreError(f"{path}:{n}: not a line of exported proxy scores; re-export it with "
+                             "`rank_corr.py proxies RUN_DIR --scores-file FILE`") from None
+        rows[key] = row
+    return descriptions, rows
+
+
+def import_scores(store, path: str | Path) -> int:
+    """Put the scores of ``path`` and its shards' files (:func:`scores_files`) that ``store`` lacks
+    into it (stored scores are kept; the first file holding a score gives it); returns how many.
+    Scores of architectures the store does not have are skipped; a score whose architecture has
+    another genotype in the store raises :class:`~unnas.study.store.StoreError` (another study's file)."""
+    from .store import StoreError
+
+    digests = {a.id: _genotype_digest(a.genotype) for a in store.archs()}
+    have: dict[str, set] = {}
+    imported = 0
+    for file in scores_files(path):
+        descriptions, rows = _read_scores(file)
+        for settings, description in descriptions.items():
+            store.set_proxy_settings(settings, json.dumps(description, sort_keys=True))
+        for (settings, arch_id, name), row in sorted(rows.items()):
+            if arch_id not in digests:
+                continue
+            if row["genotype"] != digests[arch_id]:
+                raise StoreError(f"{file}: architecture {arch_id} has another genotype in this study; these are "
+                                 "another study's scores (give each study its own --scores-file)")
+            if settings not in have:
+                have[settings] = {(r["arch_id"], r["name"]) for r in store.proxy_rows(settings)}
+            if (arch_id, name) in have[settings]:
+                continue
+            store.put_proxy(arch_id, name, settings, row["value"], row.get("seconds"), row.get("error"))
+            have[settings].add((arch_id, name))
+            imported += 1
+    return imported
+
+
+def export_scores(store, cache: ProxyCache, path: str | Path, archs: Sequence[Arch]) -> int:
+    """Write the scores of ``archs`` under ``cache``'s settings to ``path`` (JSON lines, atomically):
+    one line per settings hash with its description, then one per (architecture, proxy):
+    ``{"settings", "arch_id", "genotype" (a digest), "name", "value", "seconds", "error"}``. The
+    store is the authority for those architectures and settings; every other line already in the
+    file (other settings, other architectures) is kept. Returns the number of score lines."""
+    from unnas.utils.io import atomic_write_text
+
+    path = Path(path)
+    descriptions, rows = _read_scores(path) if path.is_file() else ({}, {})
+    ids = {a.id: _genotype_digest(a.genotype) for a in archs}
+    rows = {k: r for k, r in rows.items() if not (k[0] == cache.key and k[1] in ids)}
+    for r in cache.rows():
+        if r["arch_id"] in ids:
+            rows[(cache.key, r["arch_id"], r["name"])] = {"genotype": ids[r["arch_id"]], **r}
+    if cache.description is not None:
+        descriptions[cache.key] = cache.description
+    lines = [json.dumps({"settings": k, "description": d}, sort_keys=True, separators=(",", ":"))
+             for k, d in sorted(descriptions.items())]
+    for (settings, arch_id, name), r in sorted(rows.items()):
+        seconds = r.get("seconds")
+        lines.append(json.dumps({"settings": settings, "arch_id": arch_id, "genotype": r["genotype"], "name": name,
+                                 "value": _encode(r["value"]),
+                                 "seconds": None if seconds is None else round(float(seconds), 3),
+                                 "error": r.get("error")}, separators=(",", ":")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(rows)
 
 
 # ---- the analysis' side ---------------------------------------------------------------------------
