@@ -147,6 +147,21 @@ def test_the_cifar10_mini_experiment_config_loads():
     cfg = load_cfg(evolve_defaults(), str(path), [], validate_evolve_cfg)
     assert list(cfg.ELO.STRATEGIES) == ["cmaes", "tournament", "random", "grid"] and cfg.ELO.BUDGET == 10
     assert grid_levels(3, cfg.ELO.BUDGET) == 3                 # the grid fills the budget: C(5, 2) = 10 points
+    assert cfg.ELO.FINETUNE_EPOCHS == 2 and cfg.ELO.NETWORK == "fixed"   # the report fine-tunes
+
+
+def test_the_cifar10_mini_supernet_experiment_config_loads():
+    from pathlib import Path
+
+    from unnas.elo.evaluate import candidate_epochs
+    from unnas.elo.jobs import Candidate
+    from unnas.elo.supernet import search_cfg
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "elo" / "cifar10_mini_supernet.yaml"
+    cfg = load_cfg(evolve_defaults(), str(path), [], validate_evolve_cfg)
+    assert cfg.ELO.NETWORK == "supernet" and cfg.ELO.FINETUNE_EPOCHS == 0 and candidate_epochs(cfg) == cfg.SEARCH.EPOCHS
+    s = search_cfg(cfg, Candidate("c", "cmaes", 0, 0, "multi", (1.0, 1.0, 1.0), candidate_epochs(cfg), True), "/tmp/x")
+    assert (s.DATA.DATASET, s.MODEL.WIDTH, s.MODEL.DEPTH, s.SEARCH.BATCH_SIZE) == ("cifar10", 8, 5, 16)
 
 
 def test_the_default_evaluator_trains_scores_and_probes(tmp_path):
@@ -207,3 +222,23 @@ def test_the_report_fine_tunes_every_run_through_the_trainer(tmp_path):
     trunk = [k for k in pre if k.startswith("trunk.") and pre[k].is_floating_point()]
     assert all(torch.equal(pre[k], probed[k]) for k in trunk)                 # the probe's trunk frozen
     assert any(not torch.equal(pre[k], tuned[k]) for k in trunk)              # the fine-tune's trained
+
+
+def test_a_store_from_before_the_fine_tune_resumes(tmp_path):
+    """A run whose candidate table has no fine-tune column (made before it existed) opens, reads its
+    candidates as not fine-tuned, and resumes with no evaluation repeated."""
+    import sqlite3
+
+    run = tmp_path / "run"
+    cfg = cfg_for(run, "ELO.STRATEGIES", "['random']", "ELO.BUDGET", "4")
+    run_evolution(cfg, run, evaluator=Evaluator(), echo=quiet)
+    db = sqlite3.connect(run / "study.sqlite")
+    db.execute("ALTER TABLE elo_candidates DROP COLUMN finetune")
+    db.commit()
+    db.close()
+    jobs = EvolutionJobs(run, cfg)
+    assert [c.finetune for c in jobs.candidates()] == [0, 0, 0, 0]
+    jobs.close()
+    again = Evaluator()
+    run_evolution(cfg, run, evaluator=again, echo=quiet)
+    assert again.finished == []
