@@ -1,6 +1,6 @@
 """Builders of a search: the supernet, its architecture parameters, both optimisers and the
 bilevel step, from a search config. ``Searcher`` and ``tools/bench.py`` both build through here,
-so a benchmark times exactly what the search runs (memory format and autocast included)."""
+so a benchmark times exactly what the search runs (memory format, autocast and compilation included)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +12,7 @@ from search_spaces.darts.stems import choose_stem
 from search_spaces.darts.supernet import SearchModel
 from unnas.config import ConfigError
 from unnas.engine import RunContext, wrap_ddp
+from unnas.engine.compilation import compile_module
 from unnas.utils import distributed as du
 from unnas.utils.memory_format import use_channels_last
 
@@ -29,6 +30,7 @@ class SearchParts:
     step_fn: BilevelStep
     channels_last: bool
     amp_dtype: torch.dtype | None
+    compiled: bool = False          # SEARCH.COMPILE: the model's forward runs through torch.compile
 
 
 def amp_dtype(amp: str) -> torch.dtype | None:
@@ -74,6 +76,8 @@ def build_search(cfg, task, image_size: int, ctx: RunContext, depth: int | None 
     channels_last = use_channels_last(cfg.SEARCH.CHANNELS_LAST, cfg.SEARCH.AMP, ctx.device)
     trunk.use_channels_last(channels_last)
     model = SearchModel(trunk, task.build_head(trunk.out_channels)).to(ctx.device)
+    # SEARCH.COMPILE: the forward compiled in place, so the model's state_dict keeps its plain keys
+    compiled = compile_module(model, cfg.SEARCH.COMPILE, ctx.device, "SEARCH.COMPILE")
     arch_extra = {"op_mask": op_mask} if op_mask is not None else {}
     if skips:                                                              # SEARCH.MAX_SKIPS_NORMAL
         arch_extra["max_skips_normal"] = skips
@@ -86,4 +90,4 @@ def build_search(cfg, task, image_size: int, ctx: RunContext, depth: int | None 
     dtype = amp_dtype(cfg.SEARCH.AMP)
     step_fn = BilevelStep(model, arch, task, w_opt, a_opt, cfg.SEARCH.ORDER, cfg.OPTIM.GRAD_CLIP, cfg.ARCH.UNROLL_LR,
                           wrap_ddp(model, ctx), amp_dtype=dtype)
-    return SearchParts(space, stem, model, arch, w_opt, a_opt, step_fn, channels_last, dtype)
+    return SearchParts(space, stem, model, arch, w_opt, a_opt, step_fn, channels_last, dtype, compiled)

@@ -38,6 +38,8 @@ def search_defaults() -> CN:
     cfg.SEARCH.EDGE_NORM = False     # PC-DARTS edge normalisation
     cfg.SEARCH.CHANNELS_LAST = True  # supernet memory format: same values, oneDNN depthwise convs ~4x faster on CPU
     cfg.SEARCH.AMP = "none"          # none | bf16: autocast the forward passes (GPU; bf16 on CPU works but is slow)
+    cfg.SEARCH.COMPILE = "none"      # none | default | reduce-overhead | max-autotune: torch.compile of the supernet's
+                                     # forward (unnas.engine.compilation; the first steps pay the compilation)
     cfg.SEARCH.ALPHA_LOG_STEPS = 0   # also record softmax(alpha) every N steps (alpha_history.json "steps",
                                      # alphas_*.png); 0 = after every epoch only
     cfg.SEARCH.NUM_THREADS = 0       # torch CPU threads (0 = auto: the cores not busy with other work, see engine.setup.auto_threads)
@@ -107,8 +109,9 @@ def run_dir(cfg: CN, resume: bool = False) -> Path:
 
 
 # Keys that --resume may change: they do not alter what the finished steps computed.
+# SEARCH.COMPILE: the same supernet function, compiled or not (it moves float rounding only, as threads do).
 RESUME_SAFE_KEYS = ("SEARCH.EPOCHS", "SEARCH.NUM_THREADS", "SEARCH.ALPHA_LOG_STEPS", "DATA.NUM_WORKERS", "DATA.ROOT",
-                    "LOG_PERIOD", "CHECKPOINT_STEPS", "DEVICE", "OUT_DIR")
+                    "LOG_PERIOD", "CHECKPOINT_STEPS", "DEVICE", "OUT_DIR", "SEARCH.COMPILE")
 
 
 def describe_algorithm(cfg: CN) -> str:
@@ -186,6 +189,11 @@ def validate_search_cfg(cfg: CN) -> None:
     check(k == 1 or (cfg.MODEL.WIDTH % k == 0 and (cfg.MODEL.WIDTH // k) % 2 == 0),
           f"SEARCH.PARTIAL_CHANNELS {k} must divide MODEL.WIDTH {cfg.MODEL.WIDTH} into an even number of channels")
     check(cfg.SEARCH.AMP in ("none", "bf16"), f"SEARCH.AMP must be none or bf16, got {cfg.SEARCH.AMP!r}")
+    from unnas.engine.compilation import check_compile_mode
+    check_compile_mode("SEARCH.COMPILE", cfg.SEARCH.COMPILE)
+    check(cfg.SEARCH.COMPILE == "none" or cfg.SEARCH.HESSIAN.PERIOD == 0,
+          "SEARCH.COMPILE does not combine with SEARCH.HESSIAN.PERIOD > 0: the eigenvalue needs double backward, "
+          "which torch.compile does not support; set SEARCH.COMPILE none or SEARCH.HESSIAN.PERIOD 0")
     check(cfg.SEARCH.ALPHA_LOG_STEPS >= 0,
           f"SEARCH.ALPHA_LOG_STEPS must be >= 0 (0 = per epoch only), got {cfg.SEARCH.ALPHA_LOG_STEPS}")
     check(cfg.SEARCH.NUM_THREADS >= 0, "SEARCH.NUM_THREADS must be >= 0 (0 = auto)")

@@ -23,9 +23,12 @@ RECIPE_TASKS = ("CLS", "ROT", "COL", "JIG", "SEG", "INPAINT", "SUPERRES", "SIMCL
 # made before it would share the fingerprint of one made after, with jobs trained differently.
 _ADDED_NODES = ("TASK_RECIPES.INPAINT", "TASK_RECIPES.SUPERRES", "TASK_RECIPES.SIMCLR", "TASK_RECIPES.COUNT",
                 "TASK_RECIPES.SPLITBRAIN")
-# Keys that do not change what a job trains (so changing them never invalidates a store).
+# Keys that do not change what a job trains (so changing them never invalidates a store). COMPILE computes
+# the same network function (float rounding moves, as with NUM_THREADS or DEVICE), so a study may be
+# continued compiled on a GPU.
 _NON_TRAINING = {
     "OUT_DIR", "DEVICE", "SEED", "DATA.ROOT", "DATA.NUM_WORKERS", "DATA.DOWNLOAD", "STUDY", "LOG_PERIOD", "NUM_THREADS",
+    "COMPILE",
 }
 
 

@@ -70,6 +70,8 @@ def train_defaults() -> CN:
 
     cfg.AMP = "none"                 # none | bf16 | fp16 (fp16 uses a GradScaler; CUDA only)
     cfg.CHANNELS_LAST = False
+    cfg.COMPILE = "none"             # none | default | reduce-overhead | max-autotune: torch.compile of the network's
+                                     # forward (unnas.engine.compilation; the first steps pay the compilation)
     cfg.OUT_DIR = ""                 # run directory; "" = runs/train/<genotype>_<task>_<dataset>[_N] (see run_dir)
     cfg.SEED = 1
     cfg.DEVICE = "auto"              # auto | cpu | cuda | cuda:N
@@ -109,7 +111,9 @@ def run_dir(cfg: CN, resume: bool = False) -> Path:
 
 
 # Keys that --resume may change: they do not alter what the finished epochs computed.
-RESUME_SAFE_KEYS = ("TRAIN.EPOCHS", "NUM_THREADS", "DATA.NUM_WORKERS", "DATA.ROOT", "LOG_PERIOD", "DEVICE", "OUT_DIR")
+# COMPILE: the same network function, compiled or not (as threads or the device, it moves float rounding only).
+RESUME_SAFE_KEYS = ("TRAIN.EPOCHS", "NUM_THREADS", "DATA.NUM_WORKERS", "DATA.ROOT", "LOG_PERIOD", "DEVICE", "OUT_DIR",
+                    "COMPILE")
 
 
 def validate_train_cfg(cfg: CN) -> None:
@@ -153,6 +157,8 @@ def validate_train_cfg(cfg: CN) -> None:
     check(not cfg.TRAIN.LINEAR_PROBE or cfg.TRAIN.INIT_FROM,
           "TRAIN.LINEAR_PROBE needs TRAIN.INIT_FROM (the checkpoint whose trunk is probed)")
     check(cfg.AMP in ("none", "bf16", "fp16"), f"AMP must be none, bf16 or fp16, got {cfg.AMP!r}")
+    from unnas.engine.compilation import check_compile_mode
+    check_compile_mode("COMPILE", cfg.COMPILE)
     f = cfg.FITNESS
     check(f.CLUSTERS >= 2, f"FITNESS.CLUSTERS must be >= 2, got {f.CLUSTERS}")
     check(f.ZIPF_S >= 0, f"FITNESS.ZIPF_S must be >= 0 (0 = a uniform prior), got {f.ZIPF_S}")

@@ -25,11 +25,12 @@ def pooled_features(trunk: torch.nn.Module, batches: Iterable, make_input: Calla
         x = make_input(images.to(device))
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        if autocast is not None:
-            with autocast():
+        with torch.inference_mode():   # only the forward: make_input's caches never hold inference tensors
+            if autocast is not None:
+                with autocast():
+                    f = trunk(x)
+            else:
                 f = trunk(x)
-        else:
-            f = trunk(x)
         feats.append(F.adaptive_avg_pool2d(f.float(), 1).flatten(1).cpu())
         n += images.shape[0]
     return torch.cat(feats) if feats else torch.zeros(0, 0)

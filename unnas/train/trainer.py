@@ -36,6 +36,7 @@ from unnas.data import build_dataset, step_generator
 from unnas.engine import (Checkpointer, CheckpointHook, EvalHook, Hook, LoopBase, LRSchedule, MetricsHook,
                           NonFiniteLossError, Period, ProgressHook, TensorBoardHook, build_stream, check_finite,
                           check_task_data, per_rank_batch, setup_run, train_window, wrap_ddp)
+from unnas.engine.compilation import compile_module
 from unnas.engine.evaluation import evaluate
 from unnas.engine.setup import threads_note
 from unnas.tasks import build_task
@@ -158,6 +159,8 @@ class Trainer(LoopBase):
             log.warning("CHANNELS_LAST ignored: bf16 channels-last training is broken on CPU in this torch; running NCHW")
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # COMPILE: the forward compiled in place, so self.model (and its state_dict) stays the plain network
+        self.compiled = compile_module(self.model, cfg.COMPILE, self.device)
         self.optimizer = train_optimizer(cfg, self.model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.AMP == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.AMP)
@@ -266,7 +269,7 @@ class Trainer(LoopBase):
         was_training = self.model.training
         self.model.eval()
         try:
-            return evaluate(self._infer, self.task, self.test_stream, lambda batch, k: self.prepare(batch, False, 0, k),
+            return evaluate(self.model, self.task, self.test_stream, lambda batch, k: self.prepare(batch, False, 0, k),
                             self.cfg.TRAIN.EVAL_BATCHES, self._autocast)
         finally:
             if was_training:
@@ -291,13 +294,6 @@ class Trainer(LoopBase):
             return {"fitness": elo_fitness(feats, f.CLUSTERS, f.ZIPF_S, f.SEED).value}
         except ValueError as exc:
             raise ConfigError(f"FITNESS: {exc} (FITNESS.IMAGES, FITNESS.CLUSTERS, DATA.MAX_TEST)") from None
-
-    def _infer(self, x):
-        """The evaluation forward under ``torch.inference_mode`` (the same values as under no_grad).
-        Only the forward: the inputs and targets (the tasks' cached tables) are built outside it,
-        so no cache ever holds an inference tensor."""
-        with torch.inference_mode():
-            return self.model(x)
 
     def recompute_bn_stats(self, epoch: int) -> int:
         """Precise BN (``TRAIN.PRECISE_BN_IMAGES``): recompute the BN running statistics over
@@ -421,4 +417,4 @@ class Trainer(LoopBase):
                 f"genotype {c.MODEL.GENOTYPE if not self.init_source else 'from checkpoint'} | {self.meta['stem']} stem, "
                 f"width {self.meta['width']}, {self._shape()}, aux {self.meta['aux']} | {mode} | "
                 f"{format_complexity(self.complexity)} | {self.world} processes | device {self.device}"
-                + threads_note(self.device))
+                + (f", torch.compile {c.COMPILE}" if self.compiled else "") + threads_note(self.device))
