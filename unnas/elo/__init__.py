@@ -7,6 +7,7 @@ Representation Learning", CVPR 2020): the weights of a multi-task pretext loss (
 * :mod:`unnas.elo.config`: ``evolve_defaults`` and validation;
 * :mod:`unnas.elo.jobs`: candidates and evaluations as resumable jobs in the study's store;
 * :mod:`unnas.elo.evaluate`: what one evaluation trains (and the fake evaluator);
+* :mod:`unnas.elo.supernet`: an evaluation by a short DARTS search (``ELO.NETWORK supernet``);
 * :mod:`unnas.elo.evolution`: the generation loop; :mod:`unnas.elo.outputs`, :mod:`unnas.elo.plots`:
   history, best weights, TensorBoard, pictures; :mod:`unnas.elo.report`: the evaluation of the result.
 
