@@ -125,6 +125,9 @@ def study_defaults() -> CN:
     # Where jobs run (unnas/study/executors/, docs/rank_corr.md §1): local worker processes claiming from
     # the store, or a driver (the store's only writer) submitting them to a Ray cluster or to SLURM.
     cfg.STUDY.EXECUTOR = "local"     # local | ray | slurm
+    cfg.STUDY.JOBS_PER_DEVICE = 0    # local: worker processes per visible CUDA device (replaces --workers; a small
+    #                                  network can leave a GPU idle between kernels); 0 = --workers, round robin
+    #                                  over the GPUs; ignored without a GPU (docs/rank_corr.md §1)
     cfg.STUDY.MAX_IN_FLIGHT = 0      # ray/slurm: jobs claimed and submitted at once; 0 = ray 2x the cluster's
     #                                  slots, slurm all (submitit's local cluster: SLURM.ARRAY_PARALLELISM)
     cfg.STUDY.RAY = CN()

@@ -318,7 +318,9 @@ def _exit_with_parent(parent_pid: int, period: float = 1.0) -> None:
 
 
 def _spawned_worker(cfg_yaml: str, run_dir: str, trainer, label: str, shard, threads: int, wait: bool,
-                    index: int = 0, parent_pid: int | None = None):
+                    device: str | None = None, parent_pid: int | None = None):
+    """A local worker process; ``device`` (``cuda:N``, from :func:`local_worker_plan`) pins it to
+    one GPU: its jobs' ``DEVICE`` and the process's current CUDA device (so nothing lands on GPU 0)."""
     import torch
     from fvcore.common.config import CfgNode as CN
 
@@ -326,8 +328,9 @@ def _spawned_worker(cfg_yaml: str, run_dir: str, trainer, label: str, shard, thr
         _exit_with_parent(parent_pid)
     torch.set_num_threads(threads)
     cfg = CN.load_cfg(cfg_yaml)
-    if cfg.DEVICE == "auto" and torch.cuda.is_available():   # one GPU per local worker, round robin
-        cfg.DEVICE = f"cuda:{index % torch.cuda.device_count()}"
+    if device is not None:
+        cfg.DEVICE = device
+        torch.cuda.set_device(torch.device(device))
     cfg.freeze()
     try:
         run_worker(cfg, run_dir, trainer, worker_name(label), shard, wait, echo=lambda m: print(m, flush=True))
@@ -347,15 +350,80 @@ def threads_per_worker(cfg, workers: int) -> int:
     return int(cfg.NUM_THREADS) if cfg.NUM_THREADS > 0 else max(1, auto_threads() // max(workers, 1))
 
 
+def worker_devices(device_ids: list[int], jobs_per_device: int) -> list[int]:
+    """The CUDA device of each local worker with ``STUDY.JOBS_PER_DEVICE``: ``jobs_per_device``
+    workers on each device in turn (devices [0, 1] x 3 -> [0, 0, 0, 1, 1, 1]): worker k runs on
+    ``device_ids[k // jobs_per_device]``, so a replacement started for worker k lands where it was."""
+    return [d for d in device_ids for _ in range(jobs_per_device)]
+
+
+def visible_devices(device: str, device_count: int) -> list[int]:
+    """The CUDA devices a study's ``DEVICE`` lets its workers use: all ``device_count`` visible
+    ones for ``auto`` and ``cuda``, the one named by ``cuda:N``, none for ``cpu``."""
+    device = str(device).strip().lower()
+    if device_count <= 0 or device == "cpu":
+        return []
+    if device.startswith("cuda:"):
+        return [int(device.split(":", 1)[1])]
+    return list(range(device_count)) if device in ("auto", "cuda") else []
+
+
+def local_worker_plan(cfg, workers: int, device_count: int, world: int = 1) -> tuple[list[str | None], str | None]:
+    """The local workers to start, as the device of each (``cuda:N``, or None: the config's
+    ``DEVICE`` as it is), and a line saying how ``STUDY.JOBS_PER_DEVICE`` was applied (None when it
+    is 0). With ``STUDY.JOBS_PER_DEVICE J > 0`` and CUDA devices: J workers on each device the
+    ``DEVICE`` allows (``--workers`` is replaced); without CUDA devices, or under torchrun
+    (``world`` > 1, one worker per rank), it is ignored. Otherwise ``workers`` workers, spread round
+    robin over the GPUs when ``DEVICE`` is ``auto``. Pure (``device_count`` is given), so it is
+    tested without a GPU."""
+    per_device = int(cfg.STUDY.get("JOBS_PER_DEVICE", 0))
+    ids = visible_devices(cfg.DEVICE, device_count)
+    if per_device > 0 and world > 1:
+        return [None] * workers, (f"STUDY.JOBS_PER_DEVICE {per_device} ignored: under torchrun each of the {world} "
+                                  "ranks is one worker")
+    if per_device > 0 and not ids:
+        return [None] * workers, (f"STUDY.JOBS_PER_DEVICE {per_device} ignored: no CUDA device (DEVICE {cfg.DEVICE}, "
+                                  f"{device_count} visible); {workers} worker process{'es' if workers != 1 else ''}")
+    if per_device > 0:
+        devices = [f"cuda:{d}" for d in worker_devices(ids, per_device)]
+        note = (f"STUDY.JOBS_PER_DEVICE {per_device}: {len(devices)} worker processes, {per_device} on each of "
+                f"{', '.join(f'cuda:{d}' for d in ids)}")
+        return devices, note + (f" (--workers {workers} replaced)" if workers not in (1, len(devices)) else "")
+    if cfg.DEVICE == "auto" and ids and workers > 1:   # one GPU per local worker, round robin
+        return [f"cuda:{ids[k % len(ids)]}" for k in range(workers)], None
+    return [None] * workers, None
+
+
+def _device_count() -> int:
+    import torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait: bool = False,
                 echo: Callable[[str], None] = print) -> dict:
-    """Run ``workers`` worker processes here (1: in this process). Returns the merged stats."""
+    """Run ``workers`` worker processes here (1: in this process; ``STUDY.JOBS_PER_DEVICE`` > 0 on
+    a machine with GPUs: that many per GPU instead, see :func:`local_worker_plan`). Returns the
+    merged stats."""
     import torch
 
+    devices, note = local_worker_plan(cfg, workers, _device_count(), _world())
+    if note:
+        log.info(note)
+        echo(note)
+    workers = len(devices)
     trainer = train_fn if train_fn is not None else cfg.STUDY.TRAINER
     threads = threads_per_worker(cfg, workers)
     if workers <= 1:
         torch.set_num_threads(threads)
+        if devices and devices[0] is not None and devices[0] != cfg.DEVICE:   # JOBS_PER_DEVICE 1 on one GPU
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.DEVICE = devices[0]
+            cfg.freeze()
         return run_worker(cfg, run_dir, trainer, worker_name(), shard, wait, echo=echo)
     if callable(trainer) and not isinstance(trainer, str):
         name = f"{trainer.__module__}:{trainer.__qualname__}"
@@ -365,10 +433,13 @@ def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait:
 
     ctx = mp.get_context("spawn")
 
-    def start(label: str, k: int):
+    device_of = {}
+
+    def start(label: str, device: str | None):
         p = ctx.Process(target=_spawned_worker, name=f"rank_corr-{label}",
-                        args=(cfg.dump(), str(run_dir), trainer, label, shard, threads, wait, k, os.getpid()))
+                        args=(cfg.dump(), str(run_dir), trainer, label, shard, threads, wait, device, os.getpid()))
         p.start()
+        device_of[p] = device
         return p
 
     def terminated(signum, frame):   # kill DRIVER: stop the workers too (their jobs resume on the next run)
@@ -378,7 +449,7 @@ def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait:
             p.join(timeout=30)
         raise SystemExit(128 + signum)
 
-    procs = [start(f"w{k}", k) for k in range(workers)]
+    procs = [start(f"w{k}", device) for k, device in enumerate(devices)]
     alive, killed, failed, replacements = list(procs), [], [], 0
     previous = signal.signal(signal.SIGTERM, terminated) if threading.current_thread() is threading.main_thread() else None
     store = open_store(run_dir, cfg)
@@ -401,7 +472,7 @@ def run_workers(cfg, run_dir, workers: int = 1, train_fn=None, shard=None, wait:
                 note = f"{requeued} running job(s) requeued" if requeued else "no job was running"
                 if pending and replacements < workers:
                     replacements += 1
-                    alive.append(start(f"w{workers + replacements - 1}", workers + replacements - 1))
+                    alive.append(start(f"w{workers + replacements - 1}", device_of[p]))   # on the dead one's GPU
                     note += "; a replacement worker continues"
                 echo(f"worker {p.name} (pid {p.pid}) was killed by signal {-p.exitcode} "
                      f"({_signal_name(-p.exitcode)}); {note}")

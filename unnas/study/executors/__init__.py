@@ -65,6 +65,9 @@ def validate_executor_cfg(cfg) -> None:
           f"STUDY.EXECUTOR must be one of {', '.join(EXECUTORS.names())}, got {s.EXECUTOR!r}")
     cfg.STUDY.EXECUTOR = EXECUTORS.canonical(s.EXECUTOR)
     check(s.MAX_IN_FLIGHT >= 0, f"STUDY.MAX_IN_FLIGHT must be >= 0, got {s.MAX_IN_FLIGHT}")
+    check(isinstance(s.JOBS_PER_DEVICE, int) and s.JOBS_PER_DEVICE >= 0,
+          f"STUDY.JOBS_PER_DEVICE must be an integer >= 0 (worker processes per GPU; 0 = --workers), "
+          f"got {s.JOBS_PER_DEVICE!r}")
     check(s.RAY.MAX_RETRIES >= 0, f"STUDY.RAY.MAX_RETRIES must be >= 0, got {s.RAY.MAX_RETRIES}")
     check(s.RAY.GPUS_PER_JOB == -1 or s.RAY.GPUS_PER_JOB >= 0,
           f"STUDY.RAY.GPUS_PER_JOB must be -1 (auto) or >= 0, got {s.RAY.GPUS_PER_JOB}")
