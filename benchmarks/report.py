@@ -7,26 +7,40 @@ counted, the nominal FLOP/s and the fraction of the device's peak.
 Nominal FLOPs of a step: 2 x fvcore multiply-adds of one forward x 3 (forward + backward) x passes
 (search: 2 per first-order step, 5 per second-order step; retraining: 1), the same count for every
 implementation; the fraction of peak uses ``--peak-tflops`` or :data:`PEAK_TFLOPS` (bf16, or TF32
-for fp32 since PyTorch runs fp32 convolutions in TF32 by default).
+for fp32 since PyTorch runs fp32 convolutions in TF32 by default; "unknown" for other devices).
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import sys
 import warnings
 
 import torch
 
-# Dense peak TFLOP/s (SXM parts) by compute dtype; "fp32" is the TF32 tensor-core peak.
-PEAK_TFLOPS = {"H200": {"bf16": 989.0, "fp32": 494.7}, "H100": {"bf16": 989.0, "fp32": 494.7},
-               "A100": {"bf16": 312.0, "fp32": 156.0}}
+# Dense (no 2:4 sparsity) peak TFLOP/s from NVIDIA's data sheets, by a substring of
+# torch.cuda.get_device_name (the first match wins, so the specific parts come first): bf16 and TF32
+# tensor cores, and fp32 without tensor cores. SXM H100s name themselves "H100 80GB HBM3".
+PEAK_TFLOPS = {"H100 PCIe": {"bf16": 756.0, "tf32": 378.0, "fp32": 51.2},
+               "H100 NVL": {"bf16": 835.5, "tf32": 417.5, "fp32": 60.0},
+               "H200 NVL": {"bf16": 835.5, "tf32": 417.5, "fp32": 60.0},
+               "H100": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},     # SXM5
+               "H200": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},     # SXM
+               "A100": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}}     # SXM4 and PCIe alike
 
 
 def peak_tflops(device_name: str, override: float | None = None) -> dict:
-    """{"bf16": TFLOP/s or None, "fp32": ...} of the device (``override`` for both when given)."""
+    """{"bf16": TFLOP/s or None, "fp32": ..., "part": the table's entry or None}: the peak of each
+    compute dtype on the device (``override`` for both when given). fp32 rows are held against the
+    TF32 tensor-core peak while cuDNN may use TF32 for fp32 convolutions (PyTorch's default,
+    ``torch.backends.cudnn.allow_tf32``), else against the plain fp32 peak."""
     if override:
-        return {"bf16": override, "fp32": override}
-    return next((v for k, v in PEAK_TFLOPS.items() if k in device_name), {"bf16": None, "fp32": None})
+        return {"bf16": override, "fp32": override, "part": "--peak-tflops", "fp32_basis": "given"}
+    part = next((k for k in PEAK_TFLOPS if k.lower() in device_name.lower()), None)
+    if part is None:
+        return {"bf16": None, "fp32": None, "part": None, "fp32_basis": "unknown"}
+    basis = "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+    return {"bf16": PEAK_TFLOPS[part]["bf16"], "fp32": PEAK_TFLOPS[part][basis], "part": part, "fp32_basis": basis}
 
 
 def summary(seconds: list, images: int) -> dict:
@@ -67,6 +81,10 @@ def nominal_flops(model, weights, x, batch: int, per_sample: int, passes: int) -
     """2 x fvcore MACs of one forward x 3 (forward + backward) x passes; counted on one source
     image's inputs and scaled to the batch, so the count costs little memory. ``weights``: the
     supernet's architecture weights (None for a fixed network)."""
+    if getattr(model, "_compiled_call_impl", None) is not None:   # COMPILE: trace an eager copy (same MACs)
+        model = copy.deepcopy(model)
+        model._compiled_call_impl = None
+
     class Forward(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -96,9 +114,8 @@ def add_flops(r: dict, flops: float | None, batch: int, peak: float | None) -> N
     r["step_flops"] = flops
     r["tflops"] = flops * r["images_per_s"]["median"] / batch / 1e12
     note = f"{r['tflops']:.2f} TFLOP/s nominal" if r["tflops"] >= 1 else f"{r['tflops'] * 1e3:.2f} GFLOP/s nominal"
-    if peak:
-        r["peak_fraction"] = r["tflops"] / peak
-        note += f" = {100 * r['peak_fraction']:.1f}% of {peak:g}"
+    r["peak_fraction"] = r["tflops"] / peak if peak else None
+    note += f" = {100 * r['peak_fraction']:.1f}% of {peak:g}" if peak else ", fraction of peak unknown (no peak for this device)"
     r["notes"] = "; ".join(filter(None, (r["notes"], note)))
 
 

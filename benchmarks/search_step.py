@@ -4,7 +4,7 @@
   (``search_defaults()`` plus the bench's settings as config keys, validated like the search's)
   goes to :func:`unnas.search.build.build_search`, the searcher's own builder: supernet,
   architecture parameters, both optimisers and the :class:`~unnas.search.bilevel.BilevelStep`,
-  with the memory format and the autocast dtype it decides (``unnas.utils.memory_format``: bf16
+  with the memory format, autocast dtype and compilation it decides (``unnas.utils.memory_format``: bf16
   on a CPU runs NCHW even when ``SEARCH.CHANNELS_LAST`` asks for channels-last). One step is
   ``Searcher.run_step``'s: the architecture step on one batch (second order: with the training
   batch and the learning rate, here ``OPTIM.LR``, where the cosine schedule starts), then the
@@ -40,7 +40,7 @@ def search_config(spec: dict):
             "SEARCH.ORDER", spec["order"], "SEARCH.BATCH_SIZE", spec["batch"],
             "SEARCH.PARTIAL_CHANNELS", spec["partial_channels"], "SEARCH.EDGE_NORM", spec["edge_norm"],
             "SEARCH.AMP", spec["amp"], "SEARCH.NUM_THREADS", spec["threads"], "SEED", spec["seed"],
-            "DEVICE", spec["device"]]
+            "DEVICE", spec["device"], "SEARCH.COMPILE", spec.get("compile", "none")]
     if spec["channels_last"] is not None:
         opts += ["SEARCH.CHANNELS_LAST", spec["channels_last"]]
     cfg.merge_from_list(opts)
@@ -74,7 +74,8 @@ def build_ours(spec: dict, device: torch.device):
         return nominal_flops(parts.model, weights, x, spec["batch"], task.images_per_sample, 5 if second else 2)
 
     info = {"params": sum(p.numel() for p in parts.model.parameters()), "baseline": mark,
-            "channels_last": parts.channels_last, "autocast": cfg.SEARCH.AMP if parts.amp_dtype is not None else None}
+            "channels_last": parts.channels_last, "autocast": cfg.SEARCH.AMP if parts.amp_dtype is not None else None,
+            "compile": cfg.SEARCH.COMPILE}
     return step, info, count_flops
 
 

@@ -2,10 +2,11 @@
 
 A fixed genotype's network built by the trainer's own pieces from a train config
 (``train_defaults()`` plus the bench's settings: genotype, width, depth, CIFAR stem, no auxiliary
-head, batch, AMP, channels-last): :func:`unnas.train.network.resolve_network` +
+head, batch, AMP, channels-last, COMPILE): :func:`unnas.train.network.resolve_network` +
 :func:`~unnas.train.network.build_train_network`, the optimiser of
 :func:`unnas.train.trainer.train_optimizer`, the memory format of
 :func:`unnas.utils.memory_format.use_channels_last` (model and inputs, as ``Trainer.prepare``),
+``torch.compile`` of the forward by :func:`unnas.engine.compilation.compile_module` (as the trainer),
 stepped as ``Trainer.run_step`` at epoch 0 (no drop-path, no label smoothing; the GradScaler is
 a no-op without fp16, which the bench does not offer): forward under autocast, the task's loss on
 fp32 logits, backward, gradient clipping, SGD step.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from unnas.engine.compilation import compile_module
 from unnas.train.config import train_defaults, validate_train_cfg
 from unnas.train.network import build_train_network, resolve_network
 from unnas.train.trainer import train_optimizer
@@ -38,7 +40,7 @@ def train_config(spec: dict):
     opts = ["TASK.NAME", spec["task"], "MODEL.GENOTYPE", spec["genotype"], "MODEL.WIDTH", spec["width"],
             "MODEL.DEPTH", spec["depth"], "MODEL.STEM", "cifar", "MODEL.AUX", False,
             "TRAIN.BATCH_SIZE", spec["batch"], "AMP", spec["amp"], "NUM_THREADS", spec["threads"],
-            "SEED", spec["seed"], "DEVICE", spec["device"]]
+            "SEED", spec["seed"], "DEVICE", spec["device"], "COMPILE", spec.get("compile", "none")]
     if spec["channels_last"] is not None:
         opts += ["CHANNELS_LAST", spec["channels_last"]]
     cfg.merge_from_list(opts)
@@ -59,6 +61,7 @@ def build_train(spec: dict, device: torch.device):
     net = build_train_network(plan, task).to(device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
+    compile_module(net, cfg.COMPILE, device)   # as Trainer: the forward compiled in place
     net.train()
     opt = train_optimizer(cfg, net)
     params = [p for p in net.parameters() if p.requires_grad]
@@ -81,7 +84,7 @@ def build_train(spec: dict, device: torch.device):
         return nominal_flops(net, None, x, spec["batch"], task.images_per_sample, 1)
 
     info = {"params": sum(p.numel() for p in net.parameters()), "baseline": mark, "channels_last": channels_last,
-            "autocast": cfg.AMP if dtype is not None else None}
+            "autocast": cfg.AMP if dtype is not None else None, "compile": cfg.COMPILE}
     return step, info, count_flops
 
 

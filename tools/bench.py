@@ -12,6 +12,8 @@
     python tools/bench.py --only train --threads 1 --train-tasks cls
     python tools/bench.py --quick                               # smoke run of every section at tiny sizes
     python tools/bench.py --device cuda --amp bf16 --channels-last
+    python tools/bench.py --device cuda --only train,search --variants gpu   # the GPU path, one row per setting
+    bash benchmarks/gpu_check.sh                                # the GPU path's prepared check (tests + rows)
 
 Sections (``--only search,data,train``; default all):
 
@@ -59,13 +61,21 @@ a busy machine: ours ~18 s, textbook ~32 s). On CUDA (or with ``--flops``) the n
 step are 2 x fvcore multiply-adds of one forward x 3 (forward + backward) x passes (search: 2 per
 first-order step, 5 per second-order step; retraining: 1), the same count for every
 implementation; the fraction of peak uses ``--peak-tflops`` or a built-in dense peak for
-H100/H200/A100 (bf16, or TF32 for fp32 since PyTorch runs fp32 convolutions in TF32 by default;
-``benchmarks/report.py``).
+H100 SXM/PCIe/NVL, H200 SXM/NVL and A100 by ``torch.cuda.get_device_name`` (bf16, or TF32 for fp32
+since PyTorch runs fp32 convolutions in TF32 by default; ``benchmarks/report.py``), else "unknown".
+
+GPU path (``--variants``): ours once per setting, side by side with the textbook: ``fp32-nchw``,
+``fp32-cl`` (channels-last), ``bf16-cl`` (bf16 autocast + channels-last) and ``bf16-cl-compile``
+(also ``torch.compile``, in ``--compile``'s mode, default ``default``); ``gpu`` names all four. Each
+row reports images/s, peak memory (``torch.cuda.max_memory_allocated`` on a GPU) and the fraction
+of the device's peak FLOP/s, and a ``variant`` line compares it with the first variant. The compile
+row's compilation falls in its warm-up (use ``--warmup`` >= 1; ``reduce-overhead`` wants 2 or
+more). ``--device cuda`` on a machine without a CUDA GPU stops with one line.
 
 Memory format and autocast: decided as the tools decide them, not here. ``--channels-last`` /
 ``--no-channels-last`` set ``SEARCH.CHANNELS_LAST`` (ours) and ``CHANNELS_LAST`` (retraining);
 without them the configs' defaults apply (search on, retraining off). ``--amp bf16`` sets
-``SEARCH.AMP`` and ``AMP``. ``unnas.utils.memory_format.use_channels_last`` then runs bf16 on a
+``SEARCH.AMP`` and ``AMP``, ``--compile MODE`` ``SEARCH.COMPILE`` and ``COMPILE``. ``unnas.utils.memory_format.use_channels_last`` then runs bf16 on a
 CPU in NCHW whatever was asked; each row's notes (and its JSON ``channels_last``) say what the
 model actually ran with. The textbook stays NCHW fp32.
 """
@@ -89,6 +99,7 @@ sys.path.insert(0, str(ROOT))   # for this process and, through spawn, its child
 from benchmarks.harness import measure  # noqa: E402
 from benchmarks.pretext_targets import colorization_rows, pretext_rows  # noqa: E402
 from benchmarks.report import add_flops, markdown_table, peak_tflops, row, threads_label  # noqa: E402
+from unnas.engine.compilation import COMPILE_MODES  # noqa: E402
 from unnas.search.config import search_defaults  # noqa: E402
 from unnas.train.config import train_defaults  # noqa: E402
 
@@ -96,6 +107,11 @@ SWEEP = {"batch": (16, 32, 64), "width": (8, 16, 32), "size": (16, 32, 48)}
 OURS, TEXTBOOK = "benchmarks.search_step:build_ours", "benchmarks.search_step:build_textbook"
 TRAIN, TRAIN_TEXTBOOK = "benchmarks.train_step:build_train", "benchmarks.train_step:build_textbook"
 TRAIN_TASKS = ("cls", "rot", "jig")   # the tasks the textbook network has a classifier for
+# --variants: our model's GPU-path settings, one row each (the search and train sections); "gpu" names all
+VARIANTS = {"fp32-nchw": dict(amp="none", channels_last=False, compile="none"),
+            "fp32-cl": dict(amp="none", channels_last=True, compile="none"),
+            "bf16-cl": dict(amp="bf16", channels_last=True, compile="none"),
+            "bf16-cl-compile": dict(amp="bf16", channels_last=True, compile="default")}
 # --quick: a smoke run of every section at the smallest sizes (explicit flags still win)
 QUICK = dict(warmup=0, reps=1, steps=1, width=4, depth=3, batch=4, size=16, partial_channels=1, images=2,
              ref_images=1, col_size=16, jig_size=0)
@@ -105,9 +121,28 @@ def _base_spec(args, **kw) -> dict:
     """What a child builds: the flags' settings (``channels_last`` None = the config's default)."""
     spec = dict(task=args.task, width=args.width, depth=args.depth, batch=args.batch, size=args.size,
                 order=args.order, device=args.device, threads=args.threads, seed=args.seed, steps=args.steps,
-                amp="none", channels_last=None, partial_channels=1, edge_norm=False, flops=False)
+                amp="none", channels_last=None, compile="none", partial_channels=1, edge_norm=False, flops=False)
     spec.update(kw)
     return spec
+
+
+def ours_variants(args) -> list[tuple[str, dict]]:
+    """(row-name suffix, settings) of each "ours" row: the ``--variants`` (the compile one in
+    ``--compile``'s mode, default ``default``), else one row of ``--amp/--channels-last/--compile``."""
+    if not args.variants:
+        return [("", dict(amp=args.amp, channels_last=args.channels_last, compile=args.compile))]
+    out = []
+    for name in args.variants:
+        kw = dict(VARIANTS[name])
+        if kw["compile"] != "none" and args.compile != "none":
+            kw["compile"] = args.compile
+        out.append((f" {name}", kw))
+    return out
+
+
+def _requested_channels_last(plan: dict, kind: str, kw: dict) -> bool:
+    """The memory format a row asked for (its variant's, else the flag's or the config's default)."""
+    return plan[f"{kind}_channels_last"] if kw["channels_last"] is None else bool(kw["channels_last"])
 
 
 def _on(flag) -> str:
@@ -122,7 +157,8 @@ def _model_notes(result: dict, requested: bool) -> str:
     fmt = f"channels-last {_on(info['channels_last'])}"
     if info["channels_last"] != requested:
         fmt += f" (requested {_on(requested)}; unnas.utils.memory_format runs bf16 on CPU in NCHW)"
-    return "; ".join(filter(None, [fmt, f"{info['autocast']} autocast" if info.get("autocast") else ""]))
+    return "; ".join(filter(None, [fmt, f"{info['autocast']} autocast" if info.get("autocast") else "",
+                                   f"torch.compile {info['compile']}" if info.get("compile", "none") != "none" else ""]))
 
 
 def search_configs(args) -> list[dict]:
@@ -136,35 +172,41 @@ def search_configs(args) -> list[dict]:
 
 def search_section(args, plan: dict, tmp: Path) -> list[dict]:
     rows = []
-    requested = plan["search_channels_last"]
+    variants = ours_variants(args)
+    first = f"ours{variants[0][0]}"
     for i, point in enumerate(search_configs(args)):
         sub = argparse.Namespace(**{**vars(args), **point})
         state = str(tmp / f"ours_{i}.pt")
-        ours = _base_spec(sub, builder=OURS, amp=args.amp, channels_last=args.channels_last, flops=plan["flops"])
-        named = [("ours", {**ours, "state_out": state}),
-                 ("textbook", _base_spec(sub, builder=TEXTBOOK, state_in=state))]
-        if plan["pc"] and i == 0:   # PC-DARTS at the flags' point only
-            named.append((plan["pc"]["name"], {**ours, **plan["pc"]["kw"]}))
+        named, settings = [], {}
+        for suffix, kw in variants:
+            settings[f"ours{suffix}"] = kw
+            named.append((f"ours{suffix}", _base_spec(sub, builder=OURS, flops=plan["flops"], **kw)))
+        named[0][1]["state_out"] = state    # the textbook starts from the first row's weights
+        named.insert(1, ("textbook", _base_spec(sub, builder=TEXTBOOK, state_in=state)))
+        if plan["pc"] and i == 0:   # PC-DARTS at the flags' point only, with the first row's settings
+            named.append((plan["pc"]["name"], {**named[0][1], **plan["pc"]["kw"], "state_out": None}))
+            settings[plan["pc"]["name"]] = variants[0][1]
         results = measure(named, args.warmup, args.reps)
-        if i == 0 and "info" in results["ours"]:
-            print(f"bench: ours ran channels-last {_on(results['ours']['info']['channels_last'])} (requested "
-                  f"{_on(requested)}: {plan['search_channels_last_why']})", file=sys.stderr)
-        dtype = "bf16" if args.amp == "bf16" else "fp32"
+        if i == 0 and "info" in results[first] and not args.variants:
+            print(f"bench: ours ran channels-last {_on(results[first]['info']['channels_last'])} (requested "
+                  f"{_on(plan['search_channels_last'])}: {plan['search_channels_last_why']})", file=sys.stderr)
         config = (f"{args.task}, width {sub.width}, depth {args.depth}, batch {sub.batch}, {sub.size}x{sub.size}, "
                   f"{args.order} order, {args.device}")
         group = {name: row("sweep" if args.sweep else "search", name, config, results[name], sub.batch * args.steps,
                            notes="NCHW fp32, DARTS step" if name == "textbook"
-                           else _model_notes(results[name], requested))
+                           else _model_notes(results[name], _requested_channels_last(plan, "search", settings[name])))
                  for name, _ in named}
         textbook = group["textbook"]
+        # the nominal FLOP count is the same for every implementation and setting of one configuration
+        shared_flops = next((results[n].get("step_flops") for n in settings if results[n].get("step_flops")), None)
         for name, r in group.items():
             if "rep_seconds" in r and "rep_seconds" in textbook:
                 r["ratio"] = r["images_per_s"]["median"] / textbook["images_per_s"]["median"]
-            # the nominal FLOP count is the same for both implementations: the textbook gets ours'
-            flops = results["ours" if name == "textbook" else name].get("step_flops")
-            add_flops(r, flops, sub.batch, plan["peak_tflops"]["fp32" if name == "textbook" else dtype])
-        if "first_loss" in group["ours"] and "first_loss" in textbook:
-            print(f"bench: first architecture loss ours {group['ours']['first_loss']:.6f} textbook "
+            flops = shared_flops if name == "textbook" else results[name].get("step_flops") or shared_flops
+            dtype = "fp32" if name == "textbook" else ("bf16" if settings[name]["amp"] == "bf16" else "fp32")
+            add_flops(r, flops, sub.batch, plan["peak_tflops"][dtype])
+        if "first_loss" in group[first] and "first_loss" in textbook:
+            print(f"bench: first architecture loss {first} {group[first]['first_loss']:.6f} textbook "
                   f"{textbook['first_loss']:.6f} (shared weights, fp32: equal up to float rounding)", file=sys.stderr)
         rows += group.values()
     return rows
@@ -178,30 +220,32 @@ def data_section(args) -> list[dict]:
 def train_section(args, plan: dict) -> list[dict]:
     """Per task of ``--train-tasks``: ours and the textbook network, interleaved in one measure()."""
     rows = []
-    requested = plan["train_channels_last"]
-    dtype = "bf16" if args.amp == "bf16" else "fp32"
     for task in args.train_tasks:
         sub = argparse.Namespace(**{**vars(args), "task": task})
-        ours = _base_spec(sub, builder=TRAIN, genotype=args.genotype, amp=args.amp, channels_last=args.channels_last,
-                          flops=plan["flops"])
-        named = [(f"ours {task}", ours), (f"textbook {task}", _base_spec(sub, builder=TRAIN_TEXTBOOK,
-                                                                          genotype=args.genotype))]
+        settings = {f"ours {task}{suffix}": kw for suffix, kw in ours_variants(args)}
+        named = [(name, _base_spec(sub, builder=TRAIN, genotype=args.genotype, flops=plan["flops"], **kw))
+                 for name, kw in settings.items()]
+        t_name = f"textbook {task}"
+        named.insert(1, (t_name, _base_spec(sub, builder=TRAIN_TEXTBOOK, genotype=args.genotype)))
         results = measure(named, args.warmup, args.reps)
         config = (f"{args.genotype}, {task}, width {args.width}, depth {args.depth}, batch {args.batch}, "
                   f"{args.size}x{args.size}, {args.device}")
-        (o_name, _), (t_name, _) = named
-        group = {o_name: row("train", o_name, config, results[o_name], args.batch * args.steps,
-                             notes="; ".join(filter(None, ["no aux head", _model_notes(results[o_name], requested)]))),
-                 t_name: row("train", t_name, config, results[t_name], args.batch * args.steps,
-                             notes="NCHW fp32, DARTS train.py step")}
+        group = {name: row("train", name, config, results[name], args.batch * args.steps,
+                           notes="NCHW fp32, DARTS train.py step" if name == t_name else "; ".join(filter(None, [
+                               "no aux head",
+                               _model_notes(results[name], _requested_channels_last(plan, "train", settings[name]))])))
+                 for name, _ in named}
         textbook = group[t_name]
+        shared_flops = next((results[n].get("step_flops") for n in settings if results[n].get("step_flops")), None)
         for name, r in group.items():
             if "rep_seconds" in r and "rep_seconds" in textbook:
                 r["ratio"] = r["images_per_s"]["median"] / textbook["images_per_s"]["median"]
-            add_flops(r, results[o_name].get("step_flops"), args.batch,
-                      plan["peak_tflops"]["fp32" if name == t_name else dtype])
+            flops = shared_flops if name == t_name else results[name].get("step_flops") or shared_flops
+            dtype = "fp32" if name == t_name else ("bf16" if settings[name]["amp"] == "bf16" else "fp32")
+            add_flops(r, flops, args.batch, plan["peak_tflops"][dtype])
+        o_name = next(iter(settings))
         if "first_loss" in group[o_name] and "first_loss" in textbook:
-            print(f"bench: first training loss ({task}) ours {group[o_name]['first_loss']:.6f} textbook "
+            print(f"bench: first training loss ({task}) {o_name} {group[o_name]['first_loss']:.6f} textbook "
                   f"{textbook['first_loss']:.6f} (same weights and batch: equal up to float rounding in fp32)",
                   file=sys.stderr)
         rows += group.values()
@@ -261,6 +305,13 @@ def parse_args(argv=None):
                    "CHANNELS_LAST; default: as the configs; bf16 on CPU runs NCHW regardless)")
     g.add_argument("--amp", default="none", choices=("none", "bf16"),
                    help="autocast for ours and retraining (SEARCH.AMP, AMP)")
+    g.add_argument("--compile", default="none", choices=COMPILE_MODES,
+                   help="torch.compile mode for ours and retraining (SEARCH.COMPILE, COMPILE); with --variants: the "
+                   "mode of the compile variant (default: default)")
+    g.add_argument("--variants", default="",
+                   help="comma-separated settings of ours, one row each, instead of --amp/--channels-last: "
+                   f"{', '.join(VARIANTS)}, or gpu = all four (the GPU path: fp32 NCHW, fp32 channels-last, "
+                   "bf16 channels-last, bf16 channels-last + torch.compile)")
     g.add_argument("--flops", action="store_true", help="count nominal FLOPs (always on CUDA)")
     g.add_argument("--peak-tflops", type=float, help="device peak for the FLOP/s fraction")
     g.add_argument("--sweep", action="store_true", help="search over batch/width/image-size values (slow)")
@@ -287,11 +338,64 @@ def parse_args(argv=None):
         p.error(f"--train-tasks: use some of {', '.join(TRAIN_TASKS)} (the textbook network's classifiers)")
     if args.reps < 1 or args.warmup < 0 or args.steps < 1:
         p.error("need --reps >= 1, --warmup >= 0, --steps >= 1")
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    args.variants = list(VARIANTS) if names == ["gpu"] else names
+    bad = [v for v in args.variants if v not in VARIANTS]
+    if bad:
+        p.error(f"--variants: unknown {', '.join(bad)}; use some of {', '.join(VARIANTS)}, or gpu")
+    if args.variants and (args.amp != "none" or args.channels_last is not None):
+        p.error("--variants sets autocast and the memory format of each row; drop --amp/--channels-last")
     return args
+
+
+def variant_lines(rows: list[dict], variants: list[str]) -> list[str]:
+    """With ``--variants``: per section and configuration, each variant's images/s, peak memory (CUDA
+    on a GPU, else RSS over the model) and fraction of peak, and both against the first variant's
+    (its row gains ``vs_first_variant``)."""
+    out = []
+    if not variants:
+        return out
+    for r in rows:
+        name = r["name"]
+        variant = next((v for v in variants if name.endswith(" " + v)), None)
+        if variant is None or "images_per_s" not in r:
+            continue
+        base = next((b for b in rows if b["section"] == r["section"] and b["config"] == r["config"]
+                     and b["name"] == name[:-len(variant)] + variants[0] and "images_per_s" in b), None)
+        mem_key = "peak_cuda_delta_mib" if "peak_cuda_delta_mib" in r else "peak_rss_delta_mib"
+        speed = r["images_per_s"]["median"] / base["images_per_s"]["median"] if base else None
+        memory = r[mem_key] / base[mem_key] if base and base.get(mem_key) else None
+        r["vs_first_variant"] = {"variant": variants[0], "speed": speed, "memory": memory}
+        fraction = r.get("peak_fraction")
+        out.append(f"variant {r['section']} {name}: {r['images_per_s']['median']:.1f} images/s"
+                   + (f" ({speed:.2f}x {variants[0]})" if speed else "")
+                   + f", peak {'CUDA' if mem_key.startswith('peak_cuda') else 'RSS'} {r[mem_key]:.0f} MiB over the model"
+                   + (f" ({memory:.2f}x)" if memory else "")
+                   + (f", {100 * fraction:.1f}% of peak" if fraction is not None else
+                      (", fraction of peak unknown" if "tflops" in r else "")))
+    return out
+
+
+def cuda_problem(device: str) -> str | None:
+    """Why ``--device`` cannot run here (one line), or None."""
+    if not device.startswith("cuda"):
+        return None if device == "cpu" else f"--device must be cpu, cuda or cuda:N, got {device!r}"
+    if not torch.cuda.is_available():
+        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        return (f"--device {device} needs a CUDA GPU, and torch {torch.__version__} ({build}) sees none here "
+                "(torch.cuda.is_available() is False); run it on a machine with a GPU, or use --device cpu")
+    index = torch.device(device).index
+    if index is not None and index >= torch.cuda.device_count():
+        return f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible here"
+    return None
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    problem = cuda_problem(args.device)
+    if problem:
+        print(f"bench.py: {problem}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     name = device_name(args.device)
     plan = plan_options(args, name)
@@ -300,7 +404,7 @@ def main(argv=None) -> int:
             "python": platform.python_version(), "cpu_count": os.cpu_count(), "threads": args.threads,
             "device": args.device, "device_name": name, "loadavg_start": os.getloadavg(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "warmup": args.warmup, "reps": args.reps,
-            "steps_per_rep": args.steps, "plan": plan}
+            "steps_per_rep": args.steps, "plan": plan, "variants": {v: VARIANTS[v] for v in args.variants}}
     rows = []
     with tempfile.TemporaryDirectory(prefix="unnas_bench_") as tmp:
         if "search" in args.sections:
@@ -320,6 +424,8 @@ def main(argv=None) -> int:
         if r["ratio"] is not None and not r["name"].startswith("textbook"):
             versus = "per-image reference" if r["section"] == "data" else "textbook"
             print(f"ratio {r['name']} / {versus} ({r['config']}): {r['ratio']:.2f}x")
+    for line in variant_lines(rows, args.variants):
+        print(line)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
