@@ -69,7 +69,8 @@ def train_defaults() -> CN:
     cfg.FITNESS.SEED = 0             # k-means initialisation
 
     cfg.AMP = "none"                 # none | bf16 | fp16 (fp16 uses a GradScaler; CUDA only)
-    cfg.CHANNELS_LAST = False
+    cfg.CHANNELS_LAST = True         # channels-last network and inputs: the same values, 1.7-1.9x the NCHW textbook step on a
+                                     # CPU (docs/benchmarks.md); unnas.utils.memory_format.use_channels_last decides where it applies
     cfg.COMPILE = "none"             # none | default | reduce-overhead | max-autotune: torch.compile of the network's
                                      # forward (unnas.engine.compilation; the first steps pay the compilation)
     cfg.OUT_DIR = ""                 # run directory; "" = runs/train/<genotype>_<task>_<dataset>[_N] (see run_dir)
