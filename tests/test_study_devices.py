@@ -84,3 +84,11 @@ def test_a_cpu_run_says_jobs_per_device_is_ignored(tmp_path):
     run_workers(cfg, tmp_path, 1, echo=lines.append)
     assert any("STUDY.JOBS_PER_DEVICE 2 ignored: no CUDA device" in line for line in lines)
     assert sum("done" in line for line in lines) == 2
+
+
+def test_jobs_per_device_flag_sets_the_key():
+    from unnas.cli import parse_with_overrides
+    from unnas.commands.rank_corr import _run_parser, build_cfg
+    args = parse_with_overrides(_run_parser(), ["--jobs-per-device", "3"])
+    assert build_cfg(args).STUDY.JOBS_PER_DEVICE == 3
+    assert build_cfg(parse_with_overrides(_run_parser(), [])).STUDY.JOBS_PER_DEVICE == 0

@@ -42,7 +42,7 @@ COMMANDS = {
     "sample": "write N random architectures as JSON",
     "status": "job counts, running jobs and failures of a study",
 }
-RUN_FLAGS = {**FLAG_KEYS, "archs": "STUDY.ARCHS", "num_archs": "STUDY.NUM_ARCHS", "tasks": "STUDY.TASKS",
+RUN_FLAGS = {**FLAG_KEYS, "jobs_per_device": "STUDY.JOBS_PER_DEVICE", "archs": "STUDY.ARCHS", "num_archs": "STUDY.NUM_ARCHS", "tasks": "STUDY.TASKS",
              "seeds": "STUDY.SEEDS", "supervised_table": "STUDY.SUPERVISED_TABLE", "trainer": "STUDY.TRAINER",
              "epochs": "TRAIN.EPOCHS", "executor": "STUDY.EXECUTOR", "max_in_flight": "STUDY.MAX_IN_FLIGHT",
              "ray_address": "STUDY.RAY.ADDRESS", "slurm_cluster": "STUDY.SLURM.CLUSTER",
@@ -62,6 +62,7 @@ def _run_parser():
     p.add_argument("--epochs", type=int, help="TRAIN.EPOCHS")
     p.add_argument("--shard", help="i/n: run only shard i of n (deterministic partition of the jobs)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--jobs-per-device", type=int, help="local worker processes per visible CUDA device, each pinned to its GPU, instead of --workers (STUDY.JOBS_PER_DEVICE; ignored without CUDA)")
     p.add_argument("--out", help="run directory (OUT_DIR)")
     p.add_argument("--dataset", help="data set name (DATA.DATASET), default synthetic")
     p.add_argument("--data-dir", help="data set root folder (DATA.ROOT)")
