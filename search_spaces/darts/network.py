@@ -73,6 +73,8 @@ class FixedCell(nn.Module):
             build_op(name, c, 2 if reduction and idx < 2 else 1, affine=True) for name, idx in pairs)
         # Identity ops are exempt from drop-path (DARTS); decided once here.
         self._droppable = tuple(not isinstance(op, Identity) for op in self.ops)
+        # Ops that start with a ReLU take the state's shared ReLU (ops.ReLUFirst.after_relu); decided once too.
+        self._relu_first = tuple(hasattr(op, "after_relu") for op in self.ops)
 
     def forward(self, s0, s1, drop_prob: float = 0.0, r0=None, r1=None):
         """``r0``/``r1``: ``relu(s0)``/``relu(s1)`` when the caller has them (the trunk shares each
@@ -85,7 +87,7 @@ class FixedCell(nn.Module):
             node = node_fresh = None
             for k in (2 * i, 2 * i + 1):
                 j, op = self.indices[k], self.ops[k]
-                if hasattr(op, "after_relu"):
+                if self._relu_first[k]:
                     if j not in relus:
                         relus[j] = F.relu(states[j])
                     h = op.after_relu(relus[j])
