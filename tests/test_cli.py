@@ -74,3 +74,19 @@ def test_setup_logging_covers_children(tmp_path, capsys, _restore_unnas_logger):
     err = capsys.readouterr().err
     assert "hidden" not in err and "shown" in err and not (tmp_path / "rank1").exists()
     assert logging.getLogger("unnas").propagate is False
+
+
+def test_a_closed_pipe_ends_a_tool_quietly_with_141():
+    """`tool ... | head`: the reader goes away; no BrokenPipeError traceback, the shell's SIGPIPE status."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import sys\nfrom unnas.cli import command\n@command\ndef main():\n"
+              "    for _ in range(100000):\n        print('x' * 100)\n    return 0\nsys.exit(main())\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert proc.stdout.readline() == b"x" * 100 + b"\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""

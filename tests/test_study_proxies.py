@@ -300,6 +300,34 @@ def test_shards_write_their_own_files_and_a_fresh_clone_continues_from_them(tmp_
     assert len(clone) == 12 and set(clone) == set(_rows(tmp_path / "m0")) | set(_rows(tmp_path / "m1"))
 
 
+def test_analysis_imports_the_remembered_scores_file_before_computing(tmp_path, run_cli, monkeypatch):
+    file = tmp_path / "results" / "zc.jsonl"
+    names = ["--names", "l2_norm,synflow"]
+    for i in range(2):
+        rc, _, err = run_cli(tool.main, ["proxies", "--out", str(tmp_path / f"m{i}"), *TINY, *names,
+                                         "--shard", f"{i}/2", "--scores-file", str(file)])
+        assert rc == 0, err
+    run = tmp_path / "m0"                                  # holds only its shard; the other's file is beside it
+    cfg = load_study_cfg(run)
+    cfg.defrost()
+    cfg.STUDY.TRAINER = "default"
+    calls = _counting(monkeypatch)
+    other = file.with_name("zc.shard1of2.jsonl")
+    text = other.read_text()
+    store = open_store(run)
+    try:
+        assert len({r["arch_id"] for r in open_cache(store, cfg).rows()}) == 3
+        other.write_text("not json\n")                     # a broken file: a warning, no crash
+        values, info = analysis_proxies(store, cfg, store.archs(), None, budget=0)
+        assert info["archs"] == 3 and "missing for 3 of 6" in info["note"]
+        other.write_text(text)
+        values, info = analysis_proxies(store, cfg, store.archs(), None, budget=0)
+        assert calls == [] and info["archs"] == 6 and info["note"] is None
+        assert {len(v) for v in values.values()} == {6}
+    finally:
+        store.close()
+
+
 def test_another_studys_scores_are_refused(scored, tmp_path, run_cli):
     store = open_store(scored)
     try:

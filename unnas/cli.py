@@ -268,3 +268,21 @@ def dispatch_subcommand(prog: str, argv, handlers: dict, usage: Callable[[], str
     else:
         cmd = default
     return handlers[cmd](argv)
+
+
+def command(main: Callable[..., int]) -> Callable[..., int]:
+    """Decorates a tool's ``main``: when whoever reads its output goes away (``tool --list | head``),
+    it ends quietly with 141 (128 + SIGPIPE, what the shell reports for a process killed by it)
+    instead of a ``BrokenPipeError`` traceback, and Python's exit-time flush raises nothing either."""
+    import functools
+    import os
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)   # the flush at exit writes here, not to the closed pipe
+            os.dup2(devnull, sys.stdout.fileno())
+            return 141
+    return wrapped

@@ -19,7 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from unnas.cli import FLAG_KEYS, add_overrides, dispatch_subcommand, flag_overrides, parse_with_overrides, user_errors
+from unnas.cli import (FLAG_KEYS, add_overrides, command, dispatch_subcommand, flag_overrides, parse_with_overrides,
+                       user_errors)
 
 PROG = "evolve_loss.py"
 COMMANDS = {
@@ -228,6 +229,7 @@ def usage() -> str:
     return "\n".join(lines) + "\n"
 
 
+@command
 def main(argv=None) -> int:
     return dispatch_subcommand(PROG, argv, {"run": cmd_run, "report": cmd_report, "status": cmd_status}, usage)
 

@@ -24,11 +24,12 @@ import json
 import sys
 
 from search_spaces.darts.zoo import EVAL_SETTINGS
-from unnas.cli import add_overrides, parse_with_overrides, run_reporting_errors
+from unnas.cli import add_overrides, command, parse_with_overrides, run_reporting_errors
 
 PROG = "info.py"
 
 
+@command
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--genotype", dest="genotype_flag", metavar="GENOTYPE", help="as the positional GENOTYPE")

@@ -15,11 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from unnas.cli import run_reporting_errors
+from unnas.cli import command, run_reporting_errors
 
 PROG = "plot_genotype.py"
 
 
+@command
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("genotype", help="zoo name, genotype file or Genotype(...) string")

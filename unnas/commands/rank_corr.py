@@ -30,7 +30,8 @@ import os
 import sys
 from pathlib import Path
 
-from unnas.cli import FLAG_KEYS, add_overrides, dispatch_subcommand, flag_overrides, parse_with_overrides, user_errors
+from unnas.cli import (FLAG_KEYS, add_overrides, command, dispatch_subcommand, flag_overrides, parse_with_overrides,
+                       user_errors)
 
 PROG = "rank_corr.py"
 # subcommand -> its one-line description (the top-level --help and each subcommand's --help)
@@ -536,6 +537,7 @@ def usage() -> str:
     return "\n".join(lines) + "\n"
 
 
+@command
 def main(argv=None) -> int:
     return dispatch_subcommand(PROG, argv, {"run": cmd_run, "analyze": cmd_analyze, "proxies": cmd_proxies, "sample": cmd_sample,
                                "status": cmd_status}, usage)

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from unnas.cli import command, logging_restored, run_reporting_errors
+
 PROG = "reproduce.py"
 DEFAULT_CONFIG_DIR = "experiments/repro"
 DEFAULT_DATA_DIR = "../shared/data/cifar10-mini"
@@ -247,7 +249,6 @@ def call(ctx: Ctx, step: Step, tool: str, argv: list[str]) -> None:
     if ctx.commands is not None:
         ctx.commands.append(line)
     say(step.name, f"$ {line}")
-    from unnas.cli import logging_restored
     try:
         with logging_restored():   # the program's log.txt handler goes with it
             rc = importlib.import_module(module).main(list(argv))
@@ -1366,8 +1367,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@command
 def main(argv=None) -> int:
-    from unnas.cli import run_reporting_errors
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     return run_reporting_errors(PROG, _main, args, argv)

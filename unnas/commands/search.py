@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from unnas.cli import (FLAG_KEYS, add_overrides, flag_overrides, parse_with_overrides, place_run,
+from unnas.cli import (FLAG_KEYS, add_overrides, command, flag_overrides, parse_with_overrides, place_run,
                        setup_logging, stored_config, user_errors)
 from unnas.engine.rundir import claim_if_main
 
@@ -46,6 +46,7 @@ def overrides(args) -> list[str]:
     return flag_overrides(args, FLAGS) + list(args.opts)
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     with user_errors(PROG):

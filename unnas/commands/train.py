@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from unnas.cli import (FLAG_KEYS, add_overrides, flag_overrides, parse_with_overrides, place_run,
+from unnas.cli import (FLAG_KEYS, add_overrides, command, flag_overrides, parse_with_overrides, place_run,
                        run_reporting_errors, setup_logging, stored_config)
 from unnas.engine.rundir import claim_if_main
 
@@ -109,6 +109,7 @@ def run(args) -> int:
     return 0
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     return run_reporting_errors(PROG, run, args)

@@ -470,6 +470,8 @@ def analysis_proxies(store, cfg, archs: Sequence[Arch], need: set[str] | None, r
     from unnas.config import ConfigError
     from unnas.data import DataError
 
+    from .store import StoreError
+
     names = [n for n in proxy_names(cfg) if n not in COMPLEXITY_PROXIES]
     settings, key = proxy_settings(cfg)
     wanted = [a for a in archs if need is None or a.id in need]
@@ -480,6 +482,16 @@ def analysis_proxies(store, cfg, archs: Sequence[Arch], need: set[str] | None, r
         return {}, info
     cache = ProxyCache(store, key, settings)
     todo = missing(cache, wanted, names)
+    scores_file = store.get_meta(SCORES_FILE_META)
+    if todo and scores_file:   # scores a `proxies --scores-file` run left in git (another machine's shards)
+        try:
+            n = import_scores(store, scores_file)
+        except (OSError, StoreError) as exc:
+            log.warning("proxies: not importing %s (%s)", scores_file, exc)
+        else:
+            if n:
+                log.info("imported %d proxy scores the store lacked from %s and its shards' files", n, scores_file)
+                todo = missing(cache, wanted, names)
     if budget is None:
         budget = float(cfg.STUDY.PROXY_ANALYZE_SECONDS)
     fake = str(cfg.STUDY.TRAINER) == "fake"
