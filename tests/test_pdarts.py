@@ -25,7 +25,7 @@ from search_spaces.darts.supernet import ArchParameters, EdgeGroup, SkipDropout,
 from textbook_supernet import MixedOp, TextbookTrunk, _group_rows, _textbook_entries  # noqa: E402
 from unnas.config import ConfigError, load_cfg  # noqa: E402
 from unnas.data import DATASETS, DataInfo, TensorDataset  # noqa: E402
-from unnas.search import Searcher  # noqa: E402
+from unnas.search import Searcher, make_searcher  # noqa: E402
 from unnas.search.config import search_defaults, validate_search_cfg  # noqa: E402
 from unnas.search.hooks import default_hooks  # noqa: E402
 from unnas.search.pdarts import PDartsSearcher, prune_op_mask, skip_dropout_rate  # noqa: E402
@@ -402,7 +402,7 @@ def quick_pictures(monkeypatch):
 
 def _run(out, *extra, resume=False, **stop):
     cfg = _cfg(out, *extra)
-    s = Searcher(cfg, out, default_hooks(cfg, True, progress=False))
+    s = make_searcher(cfg, out, default_hooks(cfg, True, progress=False))
     if resume:
         assert s.resume()
     s.run(**stop)
@@ -419,6 +419,11 @@ def reference(tmp_path_factory, blobs):
     s = _run(out)
     mp.undo()
     return s, out
+
+
+def test_a_plain_searcher_refuses_a_pdarts_config(tmp_path, blobs):
+    with pytest.raises(ConfigError, match="build the search with unnas.search.make_searcher"):
+        Searcher(_cfg(tmp_path), tmp_path, [])
 
 
 def test_config_errors_are_one_line(tmp_path, blobs):

@@ -66,7 +66,7 @@ def _search(args, cfg, out: Path, ckpt: Path, is_main: bool) -> int:
 
     from unnas.config import ConfigError, resume_cfg, save_cfg
     from unnas.engine.setup import threads_note
-    from unnas.search import NonFiniteLossError, Searcher
+    from unnas.search import NonFiniteLossError, make_searcher
     from unnas.search.config import RESUME_SAFE_KEYS, describe_algorithm, search_defaults, validate_search_cfg
     from unnas.search.hooks import default_hooks
 
@@ -81,7 +81,7 @@ def _search(args, cfg, out: Path, ckpt: Path, is_main: bool) -> int:
     log = logging.getLogger("unnas.search")
     for key, (old, new) in changes.items():
         log.info("resuming with %s changed from %r to %r", key, old, new)
-    searcher = Searcher(cfg, out, default_hooks(cfg, is_main, progress=not args.no_progress))
+    searcher = make_searcher(cfg, out, default_hooks(cfg, is_main, progress=not args.no_progress))
     resumed = searcher.resume()
     if is_main:
         save_cfg(cfg, out / "config.yaml")

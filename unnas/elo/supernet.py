@@ -128,7 +128,7 @@ def probe_top1(train_x, train_y, test_x, test_y) -> float:
 def evaluate_supernet_candidate(job, cfg, out_dir) -> dict:
     """The default evaluator of ELO.NETWORK supernet (see the module doc)."""
     from unnas.data import build_dataset
-    from unnas.search import NonFiniteLossError, Searcher
+    from unnas.search import NonFiniteLossError, make_searcher
 
     from .fitness import elo_fitness, worst_fitness
 
@@ -139,7 +139,7 @@ def evaluate_supernet_candidate(job, cfg, out_dir) -> dict:
               "finetune_top1": None, "network": "supernet"}
     scfg = search_cfg(cfg, cand, out_dir)
     try:
-        searcher = Searcher(scfg, out_dir, [])
+        searcher = make_searcher(scfg, out_dir, [])
         searcher.resume()
         summary = searcher.run()
     except NonFiniteLossError as exc:

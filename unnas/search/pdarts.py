@@ -25,7 +25,7 @@ Follows the official code (chenxin061/pdarts ``train_search.py`` ``main``, ``get
 * The architecture gradient is clipped at ``OPTIM.GRAD_CLIP`` (5) like the weight gradient
   (``nn.utils.clip_grad_norm_(model.module.arch_parameters(), args.grad_clip)``).
 
-``Searcher(cfg, ...)`` builds a :class:`PDartsSearcher` when ``SEARCH.PDARTS.ENABLE`` is set. The
+``make_searcher(cfg, ...)`` builds a :class:`PDartsSearcher` when ``SEARCH.PDARTS.ENABLE`` is set. The
 epochs of all stages are one run (``SEARCH.EPOCHS`` = their sum), with one metrics file, alpha
 history (pruned ops at weight 0) and checkpoint. The checkpoint records the stage and its op masks;
 a resumed run rebuilds that stage's supernet before loading it, and the next stage is built at the

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from unnas.config import task_options
+from unnas.config import ConfigError, task_options
 from unnas.data import build_dataset, step_generator
 from unnas.engine import (Checkpointer, CheckpointHook, EvalHook, Hook, LoopBase, LRSchedule, NonFiniteLossError,
                           Period, build_stream, check_finite, check_task_data, per_rank_batch, setup_run,
@@ -31,7 +31,7 @@ log = logging.getLogger("unnas.search")
 _W_AUG, _A_AUG, _W_TASK, _A_TASK, _EVAL = range(5)
 _HESSIAN = 9      # the power iteration's start vector (rank-independent; SDARTS uses 8)
 
-__all__ = ["Searcher", "Hook", "NonFiniteLossError"]
+__all__ = ["Searcher", "make_searcher", "Hook", "NonFiniteLossError"]
 
 
 def _tag(state: int) -> str:
@@ -39,15 +39,20 @@ def _tag(state: int) -> str:
     return state_name(state).replace("c_{", "c").replace("}", "").replace(" ", "")
 
 
-class Searcher(LoopBase):
-    def __new__(cls, cfg, *args, **kwargs):
-        """With ``SEARCH.PDARTS.ENABLE`` the search is P-DARTS' staged loop (pdarts.py)."""
-        if cls is Searcher and cfg.SEARCH.get("PDARTS", {}).get("ENABLE", False):
-            from .pdarts import PDartsSearcher
-            cls = PDartsSearcher
-        return super().__new__(cls)
+def make_searcher(cfg, out_dir: str | Path, hooks: list[Hook] | None = None) -> "Searcher":
+    """The search loop ``cfg`` asks for: P-DARTS' staged loop (pdarts.py) with ``SEARCH.PDARTS.ENABLE``,
+    else the plain one. Tools build their search through this; ``Searcher(...)`` is always plain."""
+    if cfg.SEARCH.get("PDARTS", {}).get("ENABLE", False):
+        from .pdarts import PDartsSearcher   # pdarts.py subclasses Searcher: imported here, not at the top
+        return PDartsSearcher(cfg, out_dir, hooks)
+    return Searcher(cfg, out_dir, hooks)
 
+
+class Searcher(LoopBase):
     def __init__(self, cfg, out_dir: str | Path, hooks: list[Hook] | None = None):
+        if type(self) is Searcher and cfg.SEARCH.get("PDARTS", {}).get("ENABLE", False):
+            raise ConfigError("SEARCH.PDARTS.ENABLE needs P-DARTS' staged loop: build the search with "
+                              "unnas.search.make_searcher(cfg, out_dir, hooks), not Searcher(...)")
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.ctx = setup_run(cfg.DEVICE, cfg.SEED, cfg.SEARCH.NUM_THREADS, cfg.DETERMINISTIC)
