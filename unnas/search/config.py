@@ -158,7 +158,7 @@ def validate_robust_cfg(cfg: CN) -> None:
     check(h.ITERS >= 1, f"SEARCH.HESSIAN.ITERS must be >= 1, got {h.ITERS}")
     if es.ENABLED:
         check(h.PERIOD > 0, "SEARCH.EARLY_STOP.ENABLED needs the eigenvalue: set SEARCH.HESSIAN.PERIOD (e.g. 1)")
-        check(not cfg.SEARCH.get("PDARTS", {}).get("ENABLE", False),
+        check(not uses_pdarts(cfg),
               "SEARCH.EARLY_STOP.ENABLED does not combine with SEARCH.PDARTS.ENABLE: each P-DARTS stage is a new "
               "supernet, so eigenvalues of different stages are not comparable")
     check(es.WINDOW >= 1, f"SEARCH.EARLY_STOP.WINDOW must be >= 1, got {es.WINDOW}")
@@ -230,6 +230,11 @@ def add_pdarts_cfg(cfg: CN) -> None:
                                                      # the last 1 is the genotype's derivation
     cfg.SEARCH.PDARTS.SKIP_DROPOUT = [0.1, 0.4, 0.7]  # dropout rate on the skip connections in each stage (--dropout_rate)
     cfg.SEARCH.PDARTS.DROPOUT_DECAY = 0.2   # after the warm-up the rate is SKIP_DROPOUT * exp(-DECAY * epochs since) (scale_factor)
+
+
+def uses_pdarts(cfg: CN) -> bool:
+    """SEARCH.PDARTS.ENABLE, read so that a config from before P-DARTS (no SEARCH.PDARTS) means off."""
+    return bool(cfg.SEARCH.get("PDARTS", {}).get("ENABLE", False))
 
 
 def max_skips_normal(cfg: CN) -> int:

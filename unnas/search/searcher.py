@@ -22,6 +22,7 @@ from unnas.utils import distributed as du
 from unnas.utils.cell_layout import state_name
 
 from .build import build_search
+from .config import uses_pdarts
 from .diagnostics import DiagnosticsHook, hessian_eigenvalue
 from .regularizers import Remedies
 
@@ -42,7 +43,7 @@ def _tag(state: int) -> str:
 def make_searcher(cfg, out_dir: str | Path, hooks: list[Hook] | None = None) -> "Searcher":
     """The search loop ``cfg`` asks for: P-DARTS' staged loop (pdarts.py) with ``SEARCH.PDARTS.ENABLE``,
     else the plain one. Tools build their search through this; ``Searcher(...)`` is always plain."""
-    if cfg.SEARCH.get("PDARTS", {}).get("ENABLE", False):
+    if uses_pdarts(cfg):
         from .pdarts import PDartsSearcher   # pdarts.py subclasses Searcher: imported here, not at the top
         return PDartsSearcher(cfg, out_dir, hooks)
     return Searcher(cfg, out_dir, hooks)
@@ -50,7 +51,7 @@ def make_searcher(cfg, out_dir: str | Path, hooks: list[Hook] | None = None) -> 
 
 class Searcher(LoopBase):
     def __init__(self, cfg, out_dir: str | Path, hooks: list[Hook] | None = None):
-        if type(self) is Searcher and cfg.SEARCH.get("PDARTS", {}).get("ENABLE", False):
+        if type(self) is Searcher and uses_pdarts(cfg):
             raise ConfigError("SEARCH.PDARTS.ENABLE needs P-DARTS' staged loop: build the search with "
                               "unnas.search.make_searcher(cfg, out_dir, hooks), not Searcher(...)")
         self.cfg = cfg
